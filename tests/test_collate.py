@@ -1,0 +1,85 @@
+"""Collation: only answer + end-of-turn is learned; image tokens are never cut or learned."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from vlmtrain.data.collate import VLMCollator
+from vlmtrain.data.shapes import ShapesDataset
+from vlmtrain.errors import VLMTrainError
+
+
+def _samples(n=6, task="vqa"):
+    data = ShapesDataset(task, "train", size=n, image_size=48)
+    return [data[i] for i in range(n)]
+
+
+def _end_of_turn(vlm) -> str:
+    return "<|im_end|>" if "Qwen" in type(vlm.processor).__name__ else vlm.processor.tokenizer.eos_token
+
+
+@pytest.mark.parametrize("task", ["vqa", "caption"])
+def test_unmasked_labels_decode_to_answer_plus_end_of_turn(tiny_vlm, task):
+    samples = _samples(task=task)
+    batch = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256)(samples)
+    tok = tiny_vlm.processor.tokenizer
+    for i, sample in enumerate(samples):
+        learned = batch["labels"][i][batch["labels"][i] != -100]
+        assert tok.decode(learned, skip_special_tokens=False) == sample.target + _end_of_turn(tiny_vlm)
+        # labelled tokens sit exactly where the same ids are in the input (no shift confusion)
+        mask = batch["labels"][i] != -100
+        assert torch.equal(batch["input_ids"][i][mask], learned)
+
+
+def test_image_and_padding_tokens_are_never_labelled(tiny_vlm):
+    batch = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256)(_samples())
+    image_id = tiny_vlm.processor.image_token_id
+    assert (batch["input_ids"] == image_id).any()
+    assert (batch["labels"][batch["input_ids"] == image_id] == -100).all()
+    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
+
+
+def test_prompt_for_generation_is_training_prefix(tiny_vlm):
+    batch = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256, with_generation=True)(_samples())
+    for i in range(len(batch["ids"])):
+        prompt = batch["gen_input_ids"][i][batch["gen_attention_mask"][i].bool()]
+        assert torch.equal(batch["input_ids"][i][: len(prompt)], prompt)
+        assert (batch["labels"][i][: len(prompt)] == -100).all()
+    assert all(len(r) == 10 for r in batch["references"])
+
+
+def test_truncation_cuts_answer_not_image_tokens(tiny_vlm):
+    samples = [dataclasses.replace(s, target=" ".join(["circle"] * 40)) for s in _samples(2)]
+    full = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 512)(samples)
+    prompt_len = int((full["labels"][0] == -100).sum() - (full["attention_mask"][0] == 0).sum())
+    short = VLMCollator(tiny_vlm.processor, tiny_vlm.family, prompt_len + 3)(samples)
+    image_id = tiny_vlm.processor.image_token_id
+    assert short["input_ids"].shape[1] == prompt_len + 3
+    assert (short["input_ids"] == image_id).sum() == (full["input_ids"] == image_id).sum()
+    learned = short["labels"][0][short["labels"][0] != -100]
+    assert len(learned) == 3
+    eot = tiny_vlm.processor.tokenizer.convert_tokens_to_ids(_end_of_turn(tiny_vlm))
+    assert learned[-1].item() == eot  # the end-of-turn token survives the cut
+
+
+def test_prompt_that_cannot_fit_errors_or_is_counted(tiny_vlm):
+    samples = _samples(3)
+    with pytest.raises(VLMTrainError, match=r"sample vqa-train-000000: .*max_length=10"):
+        VLMCollator(tiny_vlm.processor, tiny_vlm.family, 10)(samples)
+    collator = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 10, on_bad_sample="skip")
+    with pytest.raises(VLMTrainError, match="every sample of a batch was too long"):
+        collator(samples)
+    assert collator.skipped == 3
+
+
+def test_empty_answer_names_the_sample(tiny_vlm):
+    samples = _samples(3)
+    samples[1] = dataclasses.replace(samples[1], target="  ")
+    with pytest.raises(VLMTrainError, match=f"sample {samples[1].id} has an empty answer"):
+        VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256)(samples)
+    collator = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256, on_bad_sample="skip")
+    batch = collator(samples)
+    assert collator.skipped == 1 and batch["input_ids"].shape[0] == 2

@@ -1,0 +1,96 @@
+"""Tiny twins: real architectures, forward/backward/generate, save -> from_pretrained, LoRA."""
+
+from __future__ import annotations
+
+import torch
+
+from vlmtrain.data.collate import VLMCollator
+from vlmtrain.data.shapes import ShapesDataset
+from vlmtrain.models.families import PaliGemma, Qwen2_5_VL
+from vlmtrain.models.hf import load_vlm
+from vlmtrain.models.tiny import build_tiny_paligemma, build_tiny_qwen2_5_vl
+
+
+def _batch(vlm, n=4, generation=False):
+    data = ShapesDataset("vqa", "train", size=n, image_size=48)
+    return VLMCollator(vlm.processor, vlm.family, 128, with_generation=generation)(
+        [data[i] for i in range(n)]
+    )
+
+
+def _model_inputs(batch):
+    return {k: v for k, v in batch.items()
+            if k not in ("labels", "references", "ids", "prompts") and not k.startswith("gen_")}
+
+
+def test_architectures_are_the_real_ones(tiny_qwen, tiny_paligemma):
+    assert type(tiny_qwen.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(tiny_paligemma.model).__name__ == "PaliGemmaForConditionalGeneration"
+    for vlm in (tiny_qwen, tiny_paligemma):
+        n = sum(p.numel() for p in vlm.model.parameters())
+        assert 100_000 < n < 3_000_000, n
+
+
+def test_forward_backward_generate(tiny_vlm):
+    model = tiny_vlm.model
+    batch = _batch(tiny_vlm, generation=True)
+    out = model(**_model_inputs(batch))
+    assert out.logits.shape[:2] == batch["input_ids"].shape
+    out.logits.float().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    model.zero_grad(set_to_none=True)
+    aligned = {k[4:]: v for k, v in batch.items()
+               if k.startswith("gen_") and k not in ("gen_input_ids", "gen_attention_mask")}
+    images = {k: batch[k] for k in ("pixel_values", "image_grid_thw") if k in batch}
+    gen = model.generate(input_ids=batch["gen_input_ids"], attention_mask=batch["gen_attention_mask"],
+                         **images, **aligned, max_new_tokens=3, do_sample=False)
+    assert gen.shape[0] == 4 and 1 <= gen.shape[1] - batch["gen_input_ids"].shape[1] <= 3
+
+
+def test_builds_are_deterministic_and_cached(tmp_path):
+    a = build_tiny_qwen2_5_vl(image_size=48, cache_dir=str(tmp_path / "a"))
+    b = build_tiny_qwen2_5_vl(image_size=48, cache_dir=str(tmp_path / "b"))
+    assert build_tiny_qwen2_5_vl(image_size=48, cache_dir=str(tmp_path / "a")) == a
+    va = load_vlm(a, Qwen2_5_VL()).model.state_dict()
+    vb = load_vlm(b, Qwen2_5_VL()).model.state_dict()
+    assert va.keys() == vb.keys()
+    assert all(torch.equal(va[k], vb[k]) for k in va)
+
+
+def test_save_pretrained_from_pretrained_round_trip(tiny_vlm, tmp_path):
+    tiny_vlm.model.save_pretrained(tmp_path)
+    tiny_vlm.processor.save_pretrained(tmp_path)
+    family = Qwen2_5_VL() if isinstance(tiny_vlm.family, Qwen2_5_VL) else PaliGemma()
+    again = load_vlm(str(tmp_path), family)
+    batch = _batch(tiny_vlm)
+    again_batch = _batch(again)
+    assert torch.equal(batch["input_ids"], again_batch["input_ids"])
+    tiny_vlm.model.eval(), again.model.eval()
+    with torch.no_grad():
+        a = tiny_vlm.model(**_model_inputs(batch)).logits
+        b = again.model(**_model_inputs(again_batch)).logits
+    tiny_vlm.model.train()
+    torch.testing.assert_close(a, b)
+
+
+def test_lora_trains_only_adapters_on_language_model(tmp_path):
+    path = build_tiny_paligemma(image_size=48)
+    vlm = load_vlm(path, PaliGemma(), lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    trainable = [n for n, p in vlm.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert all("language_model" in n for n in trainable)
+    assert not any("vision_tower" in n for n in trainable)
+
+
+def test_freeze_vision_and_projector():
+    vlm = load_vlm(build_tiny_qwen2_5_vl(image_size=48), Qwen2_5_VL(), freeze_vision=True)
+    for name, p in vlm.model.named_parameters():
+        if "visual.blocks" in name or "visual.patch_embed" in name:
+            assert not p.requires_grad, name
+        if "visual.merger" in name or "language_model" in name:
+            assert p.requires_grad, name
+    both = load_vlm(build_tiny_qwen2_5_vl(image_size=48), Qwen2_5_VL(), freeze_vision=True,
+                    freeze_projector=True)
+    assert not any(p.requires_grad for n, p in both.model.named_parameters() if "visual" in n)

@@ -1,0 +1,77 @@
+"""``python -m vlmtrain +recipe=NAME key=value ...`` -- the Hydra entry point.
+
+Recipes (``recipes/*.yaml``) are registered as the config group ``recipe`` (package
+``_global_``), so ``+recipe=sft_vqa`` applies one and a misspelt name fails listing the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from vlmtrain.errors import VLMTrainError
+from vlmtrain.paths import config_dir, recipe_dir
+
+log = logging.getLogger("vlmtrain")
+
+
+def register_recipes() -> list[str]:
+    """Store every ``recipes/*.yaml`` under group ``recipe``; returns the names."""
+    store = ConfigStore.instance()
+    names = []
+    for path in sorted(recipe_dir().glob("*.yaml")):
+        node = OmegaConf.load(path)
+        store.store(group="recipe", name=path.stem, node=node, package="_global_")
+        names.append(path.stem)
+    return names
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The message of a user-fixable error in ``exc``'s cause chain, else ``None``.
+
+    Hydra's ``instantiate`` wraps what a constructor raises in ``InstantiationException``; the
+    ``VLMTrainError`` (or a missing ``???`` value) underneath is what the user must see.
+    """
+    from omegaconf.errors import MissingMandatoryValue
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, VLMTrainError):
+            return str(exc)
+        if isinstance(exc, MissingMandatoryValue):
+            return f"{exc.msg if hasattr(exc, 'msg') else exc}: set it on the command line"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _task(cfg: DictConfig) -> float | None:
+    from vlmtrain.train import train  # heavy imports after Hydra parsed the command line
+
+    try:
+        metrics = train(cfg)
+    except Exception as exc:  # noqa: BLE001 -- user errors become one line, bugs keep traces
+        message = user_error(exc)
+        if message is None:
+            raise
+        log.error("%s", message)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+    objective = cfg.get("objective")
+    return metrics.get(objective) if objective else None
+
+
+def main() -> None:
+    """Console entry point (also ``python -m vlmtrain``)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    register_recipes()
+    hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
+
+
+if __name__ == "__main__":
+    main()

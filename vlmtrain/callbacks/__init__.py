@@ -1,0 +1,1 @@
+"""Lightning callbacks: generation-based evaluation, throughput, end-of-run export."""

@@ -1,0 +1,95 @@
+"""Generate answers on the validation split and score them with torchmetrics metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from torchmetrics import Metric
+
+log = logging.getLogger(__name__)
+
+
+class GenerationEval(L.Callback):
+    """Greedy-generate on validation batches, update metrics, log ``val/<name>``.
+
+    Metrics follow the vlmtrain contract: ``update(predictions: list[str], references:
+    list[list[str]])`` and ``compute() -> Tensor | dict[str, Tensor]``. They keep tensor states,
+    so ``compute()`` gathers the whole validation set across DDP ranks.
+
+    Args:
+        metrics: name -> metric (from the ``metrics`` config group).
+        every_n_val: generate on every n-th validation run (generation is slower than the loss).
+        max_batches: cap on generated batches per validation run (``None`` = all).
+        log_samples: how many (prompt, prediction, references) rows to keep for the logger's
+            sample table and the end-of-run summary.
+    """
+
+    def __init__(
+        self,
+        metrics: dict[str, Metric],
+        every_n_val: int = 1,
+        max_batches: int | None = None,
+        log_samples: int = 8,
+    ) -> None:
+        self.metrics = dict(metrics)
+        self.every_n_val = max(1, every_n_val)
+        self.max_batches = max_batches
+        self.log_samples = log_samples
+        self.samples: list[dict[str, Any]] = []
+        self.last: dict[str, float] = {}
+        self._runs = 0
+        self._active = False
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._active = not trainer.sanity_checking and self._runs % self.every_n_val == 0
+        if not trainer.sanity_checking:
+            self._runs += 1
+        for metric in self.metrics.values():
+            metric.to(pl_module.device)
+            metric.reset()
+        self.samples = []
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:
+        if not self._active or "gen_input_ids" not in batch:
+            return
+        if self.max_batches is not None and batch_idx >= self.max_batches:
+            return
+        predictions = pl_module.generate_answers(batch)
+        for metric in self.metrics.values():
+            metric.update(predictions, batch["references"])
+        for i in range(min(len(predictions), self.log_samples - len(self.samples))):
+            self.samples.append({"id": batch["ids"][i], "prompt": batch["prompts"][i],
+                                 "prediction": predictions[i],
+                                 "references": " | ".join(batch["references"][i])})
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._active:
+            return
+        values: dict[str, torch.Tensor] = {}
+        for name, metric in self.metrics.items():
+            result = metric.compute()
+            if isinstance(result, dict):
+                values.update({k: v for k, v in result.items()})
+            else:
+                values[name] = result
+        for key, value in values.items():
+            pl_module.log(f"val/{key}", value.float(), prog_bar=True, sync_dist=False)
+        self.last = {k: float(v) for k, v in values.items()}
+        self._log_table(trainer)
+
+    def _log_table(self, trainer: L.Trainer) -> None:
+        if not self.samples or trainer.global_rank != 0:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                cols = list(self.samples[0])
+                logger.log_text("val/samples", columns=cols,
+                                data=[[row[c] for c in cols] for row in self.samples],
+                                step=trainer.global_step)

@@ -1,0 +1,26 @@
+"""Tokens per second of training, measured around each optimisation step."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+
+
+class TokenThroughput(L.Callback):
+    """Log ``train/tokens_per_sec`` (non-padding tokens incl. image tokens, all ranks)."""
+
+    def __init__(self) -> None:
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        elapsed = time.perf_counter() - self._start
+        tokens = float(batch["attention_mask"].sum()) * trainer.world_size
+        if elapsed > 0:
+            pl_module.log("train/tokens_per_sec", tokens / elapsed, prog_bar=False)

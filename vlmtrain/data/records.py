@@ -1,0 +1,144 @@
+"""The record every dataset of vlmtrain yields, and the checks applied to it.
+
+Readers of real formats (COCO captions, VQA, DocVQA, preference pairs) and the synthetic shapes
+world all produce :class:`Sample`; collators and metrics consume only this type, so a new format
+needs a reader and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+TASKS = ("caption", "vqa", "doc", "preference", "pair")
+# Tasks whose prompt may be empty: the image alone is the input (captioning can still carry an
+# instruction, but contrastive pairs never do).
+_EMPTY_PROMPT_OK = ("caption", "pair")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image with its text, ready for a collator.
+
+    Attributes:
+        id: Unique within a split and stable across runs, e.g. ``"vqa-val-000123"``.
+        image: RGB image.
+        prompt: User text without any image placeholder, e.g. ``"What colour is the circle?"``.
+        target: The training target (answer or caption).
+        references: All references used by metrics: 5 captions, 10 VQA annotator answers, or the
+            gold answers of a document question.
+        task: One of ``"caption" | "vqa" | "doc" | "preference" | "pair"``.
+        rejected: Preference pairs only: a plausible wrong answer.
+        meta: Free-form extras, e.g. ``{"qtype": "colour"}``.
+    """
+
+    id: str
+    image: Image.Image
+    prompt: str
+    target: str
+    references: tuple[str, ...]
+    task: str
+    rejected: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _fail(sample_id: object, problem: str, fix: str) -> None:
+    raise ValueError(
+        f"sample {sample_id} {problem}; {fix} (fix the data or set data.on_bad_sample=skip)"
+    )
+
+
+def check_sample(sample: Sample) -> None:
+    """Validate one sample, raising an error that names it and says what to fix.
+
+    Args:
+        sample: The record to check.
+
+    Raises:
+        ValueError: If the id, image, task, prompt, target, references or rejected answer is
+            missing or malformed.
+    """
+    sid = sample.id
+    if not isinstance(sid, str) or not sid.strip():
+        raise ValueError(f"a sample has an empty or non-string id ({sid!r}); give every record a "
+                         "unique non-empty string id")
+    if sample.task not in TASKS:
+        _fail(sid, f"has unknown task {sample.task!r}", f"use one of {', '.join(TASKS)}")
+    if not isinstance(sample.image, Image.Image):
+        _fail(sid, f"has an image of type {type(sample.image).__name__}",
+              "every sample needs a PIL.Image.Image")
+    if sample.image.mode != "RGB":
+        _fail(sid, f"has an image in mode {sample.image.mode!r}",
+              "convert it with image.convert('RGB') in the reader")
+    if min(sample.image.size) < 1:
+        _fail(sid, f"has an empty image of size {sample.image.size}", "check the image file")
+    if not isinstance(sample.prompt, str):
+        _fail(sid, f"has a prompt of type {type(sample.prompt).__name__}", "the prompt must be str")
+    if not sample.prompt.strip() and sample.task not in _EMPTY_PROMPT_OK:
+        _fail(sid, "has an empty question", f"every {sample.task} sample needs a non-empty prompt")
+    if not isinstance(sample.target, str) or not sample.target.strip():
+        what = "caption" if sample.task in _EMPTY_PROMPT_OK else "answer"
+        _fail(sid, f"has an empty {what}", "every sample needs a non-empty target")
+    refs = sample.references
+    if not isinstance(refs, tuple) or not refs:
+        _fail(sid, "has no references", "give at least one reference as a tuple of str")
+    bad = [r for r in refs if not isinstance(r, str) or not r.strip()]
+    if bad:
+        _fail(sid, f"has {len(bad)} empty or non-string reference(s)",
+              "every reference must be a non-empty str")
+    _check_rejected(sample)
+
+
+def _check_rejected(sample: Sample) -> None:
+    sid, rejected = sample.id, sample.rejected
+    if sample.task != "preference":
+        if rejected is not None:
+            _fail(sid, f"is a {sample.task} sample with a rejected answer",
+                  "only task='preference' samples carry `rejected`")
+        return
+    if not isinstance(rejected, str) or not rejected.strip():
+        _fail(sid, "is a preference pair without a rejected answer",
+              "every preference sample needs a non-empty `rejected`")
+    if rejected.strip().lower() == sample.target.strip().lower():
+        _fail(sid, f"has rejected == chosen ({rejected!r})",
+              "the rejected answer must differ from the target")
+
+
+class ImageNotFoundError(FileNotFoundError):
+    """An image file named by a record does not exist (the message names record and path)."""
+
+
+def load_image(path: str | Path, record_id: str, source: str | None = None) -> Image.Image:
+    """Open an image file as RGB, with an error that names the record and the path.
+
+    Args:
+        path: Image file path.
+        record_id: Id of the record that refers to it (for the error message).
+        source: Annotation file the record came from, named in the error if given.
+
+    Returns:
+        The decoded image in mode ``"RGB"`` (fully loaded, so the file handle is closed).
+
+    Raises:
+        ImageNotFoundError: If ``path`` does not exist.
+        ValueError: If the file exists but cannot be decoded as an image.
+    """
+    path = Path(path)
+    where = f"the annotation file {source}" if source else "the annotation file"
+    if not path.is_file():
+        raise ImageNotFoundError(
+            f"record {record_id}: image file '{path}' does not exist; fix the path in {where} "
+            "or the image directory it is resolved against"
+        )
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(
+            f"record {record_id}: image file '{path}' cannot be read as an image ({err}); "
+            f"replace the file or drop the record from {where}"
+        ) from err

@@ -1,0 +1,26 @@
+"""Masked cross-entropy on response tokens (supervised fine-tuning)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from vlmtrain.losses import functional as LF
+from vlmtrain.losses.base import LossOutput
+
+
+class MaskedCrossEntropy(nn.Module):
+    """Supervised fine-tuning loss: mean next-token CE over answer tokens (prompt = -100)."""
+
+    needs_reference = False
+
+    def forward(self, policy: Any, batch: dict, reference: Any = None) -> LossOutput:
+        """Args:
+            policy: model output with ``logits`` (B, T, V).
+            batch: collated batch with ``labels`` (B, T).
+            reference: unused (SFT has no reference model).
+        """
+        loss, n_tokens = LF.masked_cross_entropy(policy.logits, batch["labels"])
+        acc = LF.token_accuracy(policy.logits.detach(), batch["labels"])
+        return LossOutput(loss, {"token_accuracy": acc, "answer_tokens": n_tokens.float()})

@@ -1,0 +1,1 @@
+"""Evaluation metrics, each equal to its official implementation (see docs/metrics.md)."""

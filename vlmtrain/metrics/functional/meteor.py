@@ -1,0 +1,274 @@
+"""METEOR 1.5 of a caption set, equal to pycocoevalcap 1.2 ``Meteor`` (the same jar, same answer).
+
+Reference: pycocoevalcap ``meteor/meteor.py`` runs
+``java -jar -Xmx2G meteor-1.5.jar - - -stdio -l en -norm`` (in the jar's folder, next to
+``data/paraphrase-en.gz``) and, for each image in turn, writes
+``SCORE ||| ref_1 ||| ... ||| ref_k ||| hyp`` and waits for the line of sufficient statistics
+(23 numbers) before sending the next image; it ends with one ``EVAL ||| stats_1 ||| ... |||
+stats_N`` line, reads N per-image scores and then the corpus score. The only text cleaning is on
+the hypothesis: ``hyp.replace("|||", "").replace("  ", " ")`` (no lower-casing in Python; ``-norm``
+makes the jar lower-case and normalise punctuation). In the COCO evaluation the text has been
+PTB-tokenized first.
+
+What differs here (same numbers, less waiting):
+
+* SCORE lines go out in batches of up to 128 (one pipe round trip per batch, not per image), from
+  a background thread, so the caller can compute other metrics while the JVM loads and scores;
+* optionally several JVMs take batches from a shared queue (each JVM loads the paraphrase table,
+  the largest start-up cost, so this pays off on large sets with free cores); the statistics are
+  put back in image order before summing, so the result does not depend on the split;
+* the corpus aggregate is summed in Python and sent as ONE ``EVAL`` line, instead of the jar
+  re-parsing every image's statistics with ``java.util.Scanner`` (seconds for thousands of
+  images). The sum follows the jar's ``MeteorStats.addStats`` exactly: every field is added in
+  image order, except that ``chunks`` is skipped for an image whose hypothesis and references
+  matched completely in one chunk. The jar then computes the score from the summed statistics;
+  tests check that this equals pycocoevalcap's value on thousands of images.
+* A :class:`MeteorScorer` can stay open across evaluations (e.g. every validation epoch), which
+  saves the JVM start and the paraphrase-table load (several seconds) after the first call.
+
+Line breaks (``\\n``, ``\\r``) inside a caption would desynchronise the jar's line protocol
+(pycocoevalcap hangs or misreads); they are replaced by spaces (PTB-tokenized text has none).
+This module imports neither torch nor torchmetrics.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+
+from vlmtrain.metrics.functional._captions import prepare_captions
+from vlmtrain.metrics.functional._meteor_jvm import (
+    MeteorJvm,
+    MeteorJvmError,
+    MeteorNotInstalledError,
+    locate_meteor,
+)
+
+__all__ = ["MeteorJvmError", "MeteorNotInstalledError", "MeteorScorer", "aggregate_stats",
+           "default_jvms", "meteor", "score_lines", "shared_scorer"]
+
+STATS_LENGTH = 23  # MeteorStats.toString(): 4 lengths, 4 stages x 4 match counts, 3 chunk fields
+_CHUNKS = 20
+# Images per JVM below which a second JVM does not pay for its paraphrase-table load.
+_MIN_IMAGES_PER_JVM = 1500
+# SCORE lines per batch: their answers (~100 bytes each) must fit in a 64 KiB pipe buffer.
+_BATCH = 128
+
+
+def score_lines(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[bytes]:
+    """The ``SCORE`` line of each image, as pycocoevalcap writes them (UTF-8, newline-ended)."""
+    lines = []
+    for hyp, refs in zip(predictions, references):
+        hyp = hyp.replace("|||", "").replace("  ", " ")
+        line = " ||| ".join(("SCORE", " ||| ".join(refs), hyp))
+        if "\n" in line or "\r" in line:
+            line = line.replace("\r", " ").replace("\n", " ")
+        lines.append(line.encode("utf-8") + b"\n")
+    return lines
+
+
+def aggregate_stats(stats: Sequence[str]) -> str:
+    """Corpus statistics: the sum the jar's ``EVAL`` forms with ``MeteorStats.addStats``.
+
+    Args:
+        stats: N lines of 23 numbers from ``SCORE`` (image order).
+
+    Returns:
+        One line of 23 numbers for ``EVAL ||| <line>`` (Python ``repr`` floats, which Java
+        parses back to the same doubles).
+
+    Raises:
+        MeteorJvmError: a line is not 23 numbers.
+    """
+    total = [0.0] * STATS_LENGTH
+    for i, line in enumerate(stats):
+        try:
+            v = [float(x) for x in line.split()]
+        except ValueError:
+            v = []
+        if len(v) != STATS_LENGTH:
+            raise MeteorJvmError(f"METEOR jar answered image {i} with {line!r}, not 23 numbers")
+        # MeteorStats(String) sums the stage matches in this order (test: content, function per
+        # stage; reference likewise) and addStats skips the chunks of a one-chunk perfect match.
+        test_total = ref_total = 0.0
+        for stage in range(4):
+            test_total += v[4 + 4 * stage]
+            ref_total += v[5 + 4 * stage]
+            test_total += v[6 + 4 * stage]
+            ref_total += v[7 + 4 * stage]
+        perfect = test_total == v[0] and ref_total == v[1] and v[_CHUNKS] == 1.0
+        for k in range(STATS_LENGTH):
+            if not (k == _CHUNKS and perfect):
+                total[k] += v[k]
+    return " ".join(repr(x) for x in total)
+
+
+class MeteorJob:
+    """METEOR of one set, being scored in the background (see :meth:`MeteorScorer.submit`).
+
+    The SCORE lines are cut into batches that the JVMs take from a shared queue, one thread per
+    JVM: a JVM that finished loading first (or runs on a less busy core) takes more batches.
+    """
+
+    def __init__(self, scorer: MeteorScorer, lines: list[bytes]) -> None:
+        self._scorer = scorer
+        size = max(1, min(_BATCH, -(-len(lines) // (4 * len(scorer.jvms)))))
+        self._batches = [lines[i : i + size] for i in range(0, len(lines), size)]
+        self._results: list[list[str] | None] = [None] * len(self._batches)
+        self._next = iter(range(len(self._batches)))
+        self._lock = threading.Lock()
+        self._errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._work, args=(jvm,), daemon=True)
+                         for jvm in scorer.jvms]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self, jvm: MeteorJvm) -> None:
+        try:
+            while not self._errors:
+                with self._lock:
+                    index = next(self._next, None)
+                if index is None:
+                    return
+                self._results[index] = jvm.score(self._batches[index])
+        except BaseException as exc:  # re-raised in the caller's thread by result()
+            self._errors.append(exc)
+
+    def result(self) -> float:
+        """Wait for the statistics, then the corpus METEOR from one ``EVAL``."""
+        for thread in self._threads:
+            thread.join()
+        self._scorer.busy = False
+        if self._errors:
+            raise self._errors[0]
+        stats = [s for batch in self._results for s in batch or ()]
+        return self._scorer.jvms[0].evaluate(aggregate_stats(stats))
+
+
+class MeteorScorer:
+    """One or more long-lived METEOR 1.5 JVMs (``-stdio -l en -norm``, pycocoevalcap's command).
+
+    The JVMs start in the constructor and load their paraphrase table in the background, so
+    creating the scorer early overlaps that load with other work. Close it (``with`` block,
+    :meth:`close`); a scorer that is garbage-collected or still open at interpreter exit closes
+    its JVMs too.
+
+    Args:
+        jvms: number of JVMs scoring shards in parallel (each holds ~0.6-1 GB; 1 is enough for
+            small sets or one free core).
+        java: Java executable. Default: ``$VLMTRAIN_JAVA``, else ``java`` on the PATH.
+
+    Raises:
+        MeteorNotInstalledError: Java or the METEOR jar (pycocoevalcap) is missing.
+
+    Example:
+        >>> with MeteorScorer() as scorer:  # doctest: +SKIP
+        ...     scorer.score(["a dog runs"], [["a dog is running"]])
+    """
+
+    def __init__(self, jvms: int = 1, java: str | None = None) -> None:
+        if jvms < 1:
+            raise ValueError(f"meteor: jvms must be >= 1, got {jvms}")
+        install = locate_meteor(java)
+        self.busy = False
+        self.jvms: list[MeteorJvm] = []
+        try:
+            for _ in range(jvms):
+                self.jvms.append(MeteorJvm(install))
+        except BaseException:
+            self.close()
+            raise
+        self._finalizer = weakref.finalize(self, _close_all, list(self.jvms))
+
+    @property
+    def usable(self) -> bool:
+        """True while every JVM runs and belongs to this process."""
+        return bool(self.jvms) and all(jvm.usable for jvm in self.jvms)
+
+    def submit(
+        self, predictions: Sequence[str], references: Sequence[Sequence[str]]
+    ) -> MeteorJob:
+        """Start scoring already prepared captions; returns at once (``.result()`` waits)."""
+        if not self.jvms:
+            raise RuntimeError("meteor: this MeteorScorer is closed")
+        if self.busy:
+            raise RuntimeError("meteor: call .result() on the previous job before submitting")
+        self.busy = True
+        return MeteorJob(self, score_lines(predictions, references))
+
+    def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+        """Corpus METEOR of already prepared (e.g. PTB-tokenized) captions."""
+        return self.submit(predictions, references).result()
+
+    def close(self) -> None:
+        """Stop the JVMs (idempotent)."""
+        _close_all(self.jvms)
+        self.jvms = []
+
+    def __enter__(self) -> MeteorScorer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _close_all(jvms: list[MeteorJvm]) -> None:
+    for jvm in jvms:
+        jvm.close()
+
+
+_SHARED: dict[tuple[int, str | None], MeteorScorer] = {}
+
+
+def shared_scorer(jvms: int = 1, java: str | None = None) -> MeteorScorer:
+    """A process-wide :class:`MeteorScorer` that stays open between calls (closed at exit).
+
+    For repeated evaluations (every validation epoch): the JVM start and paraphrase-table load
+    are paid once. A scorer inherited through ``fork`` or whose JVM died is replaced.
+    """
+    key = (jvms, java)
+    scorer = _SHARED.get(key)
+    if scorer is None or not scorer.usable:
+        scorer = _SHARED[key] = MeteorScorer(jvms, java)
+    return scorer
+
+
+def default_jvms(n_images: int) -> int:
+    """JVMs worth starting for ``n_images``: one per ~1500 images, at most 2 and the core count."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(2, cores or 1, n_images // _MIN_IMAGES_PER_JVM))
+
+
+def meteor(
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    tokenize: bool = True,
+    jvms: int | None = None,
+    java: str | None = None,
+    scorer: MeteorScorer | None = None,
+) -> dict[str, float]:
+    """Corpus METEOR 1.5 (pycocoevalcap ``Meteor``: the same jar and command).
+
+    Args:
+        predictions: N candidate captions, one per image.
+        references: N non-empty lists of reference captions.
+        tokenize: PTB-tokenize first, as the COCO caption evaluation does.
+        jvms: JVMs to shard over (default: :func:`default_jvms`). Ignored with ``scorer``.
+        java: Java executable (default ``$VLMTRAIN_JAVA`` or ``java``). Ignored with ``scorer``.
+        scorer: an open :class:`MeteorScorer` to reuse (it stays open); default: a new one,
+            closed before returning.
+
+    Returns:
+        ``{"meteor": float}`` in [0, 1].
+
+    Raises:
+        MeteorNotInstalledError: no Java runtime or no METEOR jar.
+        MeteorJvmError: the JVM died or answered something unexpected (its stderr is included).
+    """
+    preds, refs = prepare_captions(predictions, references, tokenize, "meteor")
+    if scorer is not None:
+        return {"meteor": scorer.score(preds, refs)}
+    with MeteorScorer(jvms or default_jvms(len(preds)), java) as own:
+        return {"meteor": own.score(preds, refs)}

@@ -1,0 +1,1 @@
+"""Model builders: Hugging Face loaders and offline tiny twins."""

@@ -1,0 +1,215 @@
+"""Offline tiny twins of Qwen2.5-VL and PaliGemma, saved as real Hugging Face checkpoints.
+
+The hub is unreachable in CI and on many clusters, so the embedded default is a randomly
+initialised model of the *same architecture* at a few hundred thousand parameters, with a
+tokenizer and processor built locally. It is written to disk with ``save_pretrained`` and then
+loaded by :func:`vlmtrain.models.hf.load_vlm` through ``from_pretrained`` -- exactly the path a
+real checkpoint takes, so the tiny model exercises the real code (not a mock).
+
+Builds are deterministic for a seed and cached by a hash of their arguments; writes go to a
+temporary folder that is renamed into place, so parallel test workers never see half a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from vlmtrain.models.tokenizer import train_bpe
+
+QWEN_SPECIALS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|image_pad|>", "<|video_pad|>",
+)
+PALIGEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<image>")
+
+# The structure of Qwen2.5-VL's own chat template (default system turn, vision markers around
+# the image pad token), restricted to what image-text fine-tuning uses.
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def default_cache_dir() -> Path:
+    """``$VLMTRAIN_CACHE`` or ``~/.cache/vlmtrain``."""
+    return Path(os.environ.get("VLMTRAIN_CACHE", Path.home() / ".cache" / "vlmtrain"))
+
+
+def _corpus() -> list[str]:
+    from vlmtrain.data.shapes import corpus_texts
+
+    return corpus_texts()
+
+
+def _cached_build(name: str, spec: dict, build: Callable[[Path], None], cache_dir: str | None) -> str:
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    target = root / "tiny" / f"{name}-{key}"
+    if (target / "config.json").exists():
+        return str(target)
+    root.joinpath("tiny").mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root / "tiny"))
+    try:
+        build(tmp)
+        (tmp / "vlmtrain_tiny_spec.json").write_text(json.dumps(spec, indent=1, sort_keys=True))
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first: theirs is identical (same seed)
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(target)
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    # Qwen2.5-VL splits half the rotary dims into (time, height, width) = (1/4, 3/8, 3/8).
+    half = head_dim // 2
+    t = half // 4
+    h = (half - t) // 2
+    return [t, h, half - t - h]
+
+
+def build_tiny_qwen2_5_vl(
+    image_size: int = 64,
+    patch_size: int = 8,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vision_hidden_size: int = 128,
+    vision_depth: int = 2,
+    vision_heads: int = 4,
+    vocab_size: int = 512,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> str:
+    """Build (or reuse) a tiny Qwen2.5-VL checkpoint folder and return its path.
+
+    An ``image_size`` px square image becomes ``(image_size / patch_size)**2`` patches, merged
+    2x2 into ``(image_size / patch_size / 2)**2`` image tokens (16 with the defaults).
+    """
+    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "qwen2_5_vl", "v": 1}
+
+    def build(out: Path) -> None:
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+        from transformers import Qwen2_5_VLProcessor
+        from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+        tok = train_bpe(_corpus(), QWEN_SPECIALS, vocab_size, eos_token="<|im_end|>",
+                        pad_token="<|endoftext|>")
+        ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+        pixels = image_size * image_size
+        image_processor = Qwen2VLImageProcessor(
+            min_pixels=pixels, max_pixels=pixels, patch_size=patch_size, merge_size=2,
+            temporal_patch_size=2,
+        )
+        video_processor = Qwen2VLVideoProcessor(patch_size=patch_size, merge_size=2)
+        processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
+                                        video_processor=video_processor,
+                                        chat_template=QWEN_CHAT_TEMPLATE)
+        config = Qwen2_5_VLConfig(
+            text_config=dict(
+                vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                num_key_value_heads=num_heads, max_position_embeddings=1024,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                 "mrope_section": _mrope_section(hidden_size // num_heads)},
+                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                pad_token_id=ids["<|endoftext|>"],
+            ),
+            vision_config=dict(
+                depth=vision_depth, hidden_size=vision_hidden_size,
+                intermediate_size=2 * vision_hidden_size, num_heads=vision_heads,
+                patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2,
+                window_size=image_size, out_hidden_size=hidden_size,
+                fullatt_block_indexes=[vision_depth - 1],
+            ),
+            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
+        )
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(config)
+        model.generation_config.eos_token_id = ids["<|im_end|>"]
+        model.generation_config.pad_token_id = ids["<|endoftext|>"]
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+
+    return _cached_build("tiny_qwen2_5_vl", spec, build, cache_dir)
+
+
+def build_tiny_paligemma(
+    image_size: int = 64,
+    patch_size: int = 16,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vision_hidden_size: int = 128,
+    vision_depth: int = 2,
+    vision_heads: int = 4,
+    vocab_size: int = 512,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> str:
+    """Build (or reuse) a tiny PaliGemma checkpoint folder and return its path.
+
+    SigLIP turns the image into ``(image_size / patch_size)**2`` tokens (16 with the defaults);
+    the processor adds PaliGemma's 1,152 location/segmentation tokens to the vocabulary, as the
+    real one does.
+    """
+    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 1}
+
+    def build(out: Path) -> None:
+        from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
+        from transformers import PaliGemmaProcessor, SiglipImageProcessor
+
+        tok = train_bpe(_corpus(), PALIGEMMA_SPECIALS, vocab_size, eos_token="<eos>",
+                        bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
+        n_image_tokens = (image_size // patch_size) ** 2
+        image_processor = SiglipImageProcessor(
+            size={"height": image_size, "width": image_size}, image_seq_length=n_image_tokens
+        )
+        image_processor.image_seq_length = n_image_tokens
+        processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
+        tok = processor.tokenizer
+        head_dim = hidden_size // num_heads
+        config = PaliGemmaConfig(
+            vision_config=dict(
+                model_type="siglip_vision_model", hidden_size=vision_hidden_size,
+                intermediate_size=2 * vision_hidden_size, num_hidden_layers=vision_depth,
+                num_attention_heads=vision_heads, image_size=image_size, patch_size=patch_size,
+                vision_use_head=False,
+            ),
+            text_config=dict(
+                model_type="gemma", vocab_size=len(tok), hidden_size=hidden_size,
+                intermediate_size=2 * hidden_size, num_hidden_layers=num_layers,
+                num_attention_heads=num_heads, num_key_value_heads=num_heads, head_dim=head_dim,
+                max_position_embeddings=1024, pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+            ),
+            image_token_index=processor.image_token_id, vocab_size=len(tok),
+            projection_dim=hidden_size, hidden_size=hidden_size,
+        )
+        torch.manual_seed(seed)
+        model = PaliGemmaForConditionalGeneration(config)
+        model.generation_config.eos_token_id = tok.eos_token_id
+        model.generation_config.pad_token_id = tok.pad_token_id
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+
+    return _cached_build("tiny_paligemma", spec, build, cache_dir)

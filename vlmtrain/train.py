@@ -1,0 +1,63 @@
+"""train(cfg): build every run object from config, fit, validate, summarise. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vlmtrain.callbacks.export import SaveHFModel
+from vlmtrain.callbacks.generation_eval import GenerationEval
+from vlmtrain.summary import print_summary
+from vlmtrain.tracking.wandb import redact
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job described by ``cfg`` (composed by Hydra).
+
+    Returns:
+        The final validation metrics (``{"val/exact_match": ...}``), also what a sweeper
+        optimises.
+    """
+    L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    vlm = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data, processor=vlm.processor, family=vlm.family)
+    module = instantiate(cfg.module, vlm=vlm)
+    callbacks = list(instantiate(cfg.callbacks).values()) if cfg.get("callbacks") else []
+    loggers = list(instantiate(cfg.logger).values()) if cfg.get("logger") else []
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    hparams = redact(OmegaConf.to_container(cfg, resolve=True))
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1}
+    if trainer.is_global_zero:
+        print_summary(
+            metrics=metrics,
+            checkpoint=_best_checkpoint(trainer),
+            hf_model=next((c.saved for c in callbacks if isinstance(c, SaveHFModel)), None),
+            output_dir=cfg.paths.output_dir,
+            loggers=trainer.loggers,
+            samples=next((c.samples for c in callbacks if isinstance(c, GenerationEval)), []),
+            skipped=datamodule.skipped,
+        )
+    return metrics
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    cb = trainer.checkpoint_callback
+    if cb is None:
+        return None
+    path: Any = cb.best_model_path or cb.last_model_path
+    return str(Path(path)) if path else None
