@@ -94,3 +94,19 @@ def test_freeze_vision_and_projector():
     both = load_vlm(build_tiny_qwen2_5_vl(image_size=48), Qwen2_5_VL(), freeze_vision=True,
                     freeze_projector=True)
     assert not any(p.requires_grad for n, p in both.model.named_parameters() if "visual" in n)
+
+
+def test_logits_only_at_supervised_positions_match_full_logits(tiny_vlm):
+    from vlmtrain.losses.functional import masked_cross_entropy, supervised_positions
+
+    batch = _batch(tiny_vlm, n=6)
+    inputs = _model_inputs(batch)
+    tiny_vlm.model.eval()
+    with torch.no_grad():
+        full = tiny_vlm.model(**inputs).logits
+        positions, targets = supervised_positions(batch["labels"])
+        kept = tiny_vlm.model(**inputs, logits_to_keep=positions).logits
+    tiny_vlm.model.train()
+    reference = torch.nn.functional.cross_entropy(
+        full[:, :-1].reshape(-1, full.shape[-1]), batch["labels"][:, 1:].reshape(-1))
+    torch.testing.assert_close(masked_cross_entropy(kept, targets)[0], reference)

@@ -13,12 +13,13 @@ from torch import Tensor, nn
 
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.losses.base import LossOutput
+from vlmtrain.losses.functional import supervised_positions
 from vlmtrain.models.hf import VLM
 
 log = logging.getLogger(__name__)
 
 # Batch keys that are not model inputs (labels are consumed by the loss, not by HF's own loss).
-_NOT_MODEL_INPUTS = {"labels", "references", "ids", "prompts"}
+_NOT_MODEL_INPUTS = {"labels", "targets", "references", "ids", "prompts"}
 
 
 class VLMModule(L.LightningModule):
@@ -59,9 +60,14 @@ class VLMModule(L.LightningModule):
 
     # -- forward / steps ------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> Any:
+        """Run the policy; logits only where the next token is supervised.
+
+        Adds ``batch["targets"]`` (B, K), aligned with the returned ``logits`` (B, K, V).
+        """
+        positions, batch["targets"] = supervised_positions(batch["labels"])
         inputs = {k: v for k, v in batch.items()
                   if k not in _NOT_MODEL_INPUTS and not k.startswith("gen_")}
-        return self.model(**inputs, use_cache=False)
+        return self.model(**inputs, use_cache=False, logits_to_keep=positions)
 
     def _step(self, batch: dict[str, Any], stage: str) -> LossOutput:
         out = self.loss_fn(self(batch), batch)

@@ -77,8 +77,7 @@ def _tiny_clip_options(workdir: Path) -> dict:
 
 def _make_tiny_clip(workdir: Path) -> None:
     """A randomly initialised CLIP (2 layers, width 16) with a character-level vocabulary."""
-    from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor,
-                              CLIPTokenizer)
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     chars = list(string.ascii_lowercase + string.digits + ".,'-")
     vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars])}
@@ -119,7 +118,10 @@ SPECS: dict[str, Spec] = {
     "Bleu": Spec("vlmtrain.metrics.bleu", data="captions"),
     "RougeL": Spec("vlmtrain.metrics.rouge", data="captions"),
     "CiderD": Spec("vlmtrain.metrics.cider", data="captions"),
-    "Meteor": Spec("vlmtrain.metrics.meteor", data="captions", group="java"),
+    # keep_jvm=False: a process-wide JVM started earlier in this pytest process would be
+    # inherited by the forked ranks, which would then share its pipes.
+    "Meteor": Spec("vlmtrain.metrics.meteor", data="captions", group="java",
+                   options=lambda _workdir: {"keep_jvm": False, "jvms": 1}),
     "Spice": Spec("vlmtrain.metrics.spice", data="captions",
                   stub=("spice_score", _fingerprint_spice)),
     "BERTScore": Spec("vlmtrain.metrics.bertscore", data="captions", group="model", tol=1e-6,
@@ -127,7 +129,8 @@ SPECS: dict[str, Spec] = {
     "CLIPScore": Spec("vlmtrain.metrics.clipscore", data="captions", group="model", tol=1e-6,
                       options=_tiny_clip_options, prepare=_make_tiny_clip, images=True),
 }
-GROUP_MARKS = {"plain": [], "java": [pytest.mark.java], "model": [pytest.mark.slow]}
+GROUP_MARKS = {"plain": [], "java": [pytest.mark.java, pytest.mark.slow],
+               "model": [pytest.mark.slow]}
 
 
 def _images(n: int) -> list[torch.Tensor]:

@@ -45,7 +45,8 @@ def vqa_files(tmp_path):
     preds = write(tmp_path / "preds.json",
                   [{"question_id": q, "answer": a} for q, a in VQA_PREDS.items()])
     official = write(tmp_path / "refs_official.json", {"annotations": [
-        {"question_id": q, "answers": [{"answer": a, "answer_id": i + 1} for i, a in enumerate(ans)]}
+        {"question_id": q,
+         "answers": [{"answer": a, "answer_id": i + 1} for i, a in enumerate(ans)]}
         for q, ans in VQA_ANSWERS.items()
     ]})
     mapping = write(tmp_path / "refs_map.json", {str(q): a for q, a in VQA_ANSWERS.items()})
@@ -62,6 +63,37 @@ def doc_files(tmp_path):
         "dataset_name": "docvqa", "data": [{"questionId": q, "answers": a}
                                            for q, a in DOC_ANSWERS.items()]})
     mapping = write(tmp_path / "refs_map.json", {str(q): a for q, a in DOC_ANSWERS.items()})
+    return preds, official, mapping
+
+
+CAPTIONS = {
+    391895: ("a man rides a bike down a dirt road", [
+        "A man with a red helmet on a small moped on a dirt road.",
+        "Man riding a motor bike on a dirt road on the countryside.",
+        "A man riding on the back of a motorcycle."]),
+    522418: ("a woman cuts a cake", [
+        "A woman wearing a net on her head cutting a cake.", "A woman cutting a large white "
+        "sheet cake.", "A woman wearing a hair net cutting a large sheet cake."]),
+    184613: ("a child holds an umbrella near cows", [
+        "A child holding a flowered umbrella and petting a yak.",
+        "A young man holding an umbrella next to a herd of cattle."]),
+    "1000268201_693b08cb0e.jpg": ("a girl in pink climbs stairs", [
+        "A child in a pink dress is climbing up a set of stairs in an entry way .",
+        "A little girl climbing the stairs to her playhouse ."]),
+}
+
+
+@pytest.fixture
+def caption_files(tmp_path):
+    tmp_path = tmp_path / "caption"
+    tmp_path.mkdir()
+    preds = write(tmp_path / "preds.json",
+                  [{"image_id": i, "caption": c} for i, (c, _) in CAPTIONS.items()])
+    official = write(tmp_path / "refs_official.json", {
+        "images": [{"id": i, "file_name": f"{i}.jpg"} for i in CAPTIONS],
+        "annotations": [{"image_id": i, "id": n, "caption": r}
+                        for n, (i, (_, refs)) in enumerate(CAPTIONS.items()) for r in refs]})
+    mapping = write(tmp_path / "refs_map.json", {str(i): refs for i, (_, refs) in CAPTIONS.items()})
     return preds, official, mapping
 
 
@@ -254,3 +286,44 @@ def test_model_metrics_get_images_references_and_options(tmp_path, monkeypatch, 
     assert [Path(p).name for p in paths] == ["COCO_val2014_000000000042.jpg", "7.png", "abc.jpg"]
     assert preds_arg == ["a dog", "a cat", "a bird"]
     assert options == {"references": want_refs, "model_name_or_path": "some/clip"}
+
+
+NGRAM = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider")
+
+
+@pytest.mark.parametrize("ref_format", ["official", "mapping"])
+def test_caption_ngram_metrics_both_reference_formats(caption_files, ref_format):
+    from vlmtrain.metrics.caption import caption_scores
+
+    preds, official, mapping = caption_files
+    refs = official if ref_format == "official" else mapping
+    got = _ok(run("--task", "caption", "--predictions", preds, "--references", refs,
+                  "--metrics", *NGRAM))
+    want = caption_scores([c for c, _ in CAPTIONS.values()], [r for _, r in CAPTIONS.values()],
+                          metrics=NGRAM)
+    assert list(got) == list(NGRAM)
+    assert got == pytest.approx(want, abs=1e-12)
+    assert 0 < got["bleu_1"] < 1 and got["cider"] > 0
+
+
+@pytest.mark.java
+@pytest.mark.slow
+def test_caption_default_metrics_include_meteor(caption_files):
+    from vlmtrain.metrics.caption import caption_scores
+
+    preds, official, _ = caption_files
+    got = _ok(run("--task", "caption", "--predictions", preds, "--references", official))
+    want = caption_scores([c for c, _ in CAPTIONS.values()], [r for _, r in CAPTIONS.values()])
+    assert list(got) == ["bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider"]
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_caption_ngram_metrics_do_not_import_torch(caption_files):
+    preds, official, _ = caption_files
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_HEAVY_IMPORTS, "--task", "caption", "--predictions", str(preds),
+         "--references", str(official), "--metrics", *NGRAM],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY=\n" in proc.stderr, proc.stderr

@@ -17,10 +17,11 @@ class MaskedCrossEntropy(nn.Module):
 
     def forward(self, policy: Any, batch: dict, reference: Any = None) -> LossOutput:
         """Args:
-            policy: model output with ``logits`` (B, T, V).
-            batch: collated batch with ``labels`` (B, T).
+            policy: model output whose ``logits`` (B, K, V) are aligned with ``batch["targets"]``
+                (B, K) -- the module computes logits only at supervised positions.
+            batch: collated batch with ``targets``.
             reference: unused (SFT has no reference model).
         """
-        loss, n_tokens = LF.masked_cross_entropy(policy.logits, batch["labels"])
-        acc = LF.token_accuracy(policy.logits.detach(), batch["labels"])
+        loss, n_tokens = LF.masked_cross_entropy(policy.logits, batch["targets"])
+        acc = LF.token_accuracy(policy.logits.detach(), batch["targets"])
         return LossOutput(loss, {"token_accuracy": acc, "answer_tokens": n_tokens.float()})

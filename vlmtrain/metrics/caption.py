@@ -2,9 +2,9 @@
 
 Equal to pycocoevalcap 1.2's ``COCOEvalCap`` pipeline (PTB tokenizer, then each scorer), which
 this replaces with one pass: the captions are tokenized once (pure-Python PTB tokenizer), the
-METEOR JVM is started first so that its paraphrase-table load (the slowest step) overlaps with the
-n-gram metrics computed in Python meanwhile, and BLEU / ROUGE-L / CIDEr-D share one integer
-encoding of the set. This module imports neither torch nor torchmetrics (the command-line
+METEOR JVMs start right after (with a paraphrase table restricted to the set's words) so that
+their start-up overlaps with the n-gram metrics computed in Python meanwhile, and BLEU / ROUGE-L /
+CIDEr-D share one integer encoding of the set. This module imports neither torch nor torchmetrics (the command-line
 evaluator imports it); the per-metric torchmetrics classes live in ``bleu``, ``rouge``, ``cider``
 and ``meteor``.
 """
@@ -80,13 +80,13 @@ def caption_scores(
         MeteorNotInstalledError: METEOR requested but Java or the jar is missing.
     """
     keys = _requested_keys(metrics)
+    preds, refs = prepare_captions(predictions, references, tokenize, "caption_scores")
     own_scorer = None
     if "meteor" in keys and meteor_scorer is None:
-        # Validate before paying for a JVM, then start it first: it loads while Python works.
-        prepare_captions(predictions, references, False, "caption_scores")
-        own_scorer = meteor_scorer = MeteorScorer(jvms or default_jvms(len(predictions)))
+        # Started before the n-gram metrics: the JVMs load while Python computes those.
+        own_scorer = meteor_scorer = MeteorScorer(jvms or default_jvms(len(preds)),
+                                                  restrict_to=(preds, refs))
     try:
-        preds, refs = prepare_captions(predictions, references, tokenize, "caption_scores")
         job = meteor_scorer.submit(preds, refs) if "meteor" in keys else None
         try:
             scores = _ngram_scores(CaptionSet(preds, refs), keys)

@@ -98,10 +98,9 @@ def _unicode_classes() -> dict[str, str]:
     # U+1885/6 were letters in Unicode 6.0 (now combining marks).
     letters = "".join(c for c in bmp if (c.isalpha() or c in "\u1885\u1886") and c not in new)
     digits = "".join(c for c in bmp if c.isdecimal() and c not in new)
-    word_letters = "".join(sorted(set(letters) | set(re.findall(f"[{_LETTER_EXTRA}]", bmp))))
-    return {"L": _ranges(letters), "D": _ranges(digits), "LD": _ranges("".join(sorted(letters +
-            digits))), "LW": _ranges(word_letters), "LWD": _ranges("".join(sorted(word_letters +
-            digits)))}
+    words = "".join(sorted(set(letters) | set(re.findall(f"[{_LETTER_EXTRA}]", bmp))))
+    sets = {"L": letters, "D": digits, "LD": letters + digits, "LW": words, "LWD": words + digits}
+    return {name: _ranges("".join(sorted(chars))) for name, chars in sets.items()}
 
 
 # JFlex-style macros; {NAME} expands to (?:definition). The lexer is %caseless, which affects
@@ -173,6 +172,30 @@ _macro("ACROWORD", r"(?:A(?i:bout|ccording|dditionally|fter|n|s|t)?|B(?i:ut)|E(?
 _macro("QUOTECH", "[`\u2018\u2019\u201A\u201B\u201C\u201D\u0091-\u0094\u201E\u201F\u2039\u203A"
        "\u00AB\u00BB]")
 _macro("URLCH", r"[^ \t\n\f\r\"<>|()]")
+_macro("APOWORD1", r"[lLdDjJ]{APOS}|(?i:Dunkin|somethin|ol){APOS}|{APOS}(?i:em|cause|till?)")
+_macro("APOWORD5", r"(?i:cont'd\.?|'twas|nor'easter|c'mon|e'er|s'mores|ev'ry|li'l|nat'l)"
+       r"|(?i:o){APOSETC}(?i:o)")
+_macro("URLEND", r"[^ \t\n\f\r\"<>|.!?(){},-]")
+_macro("FULLURL", r"(?i:https?)://[^ \t\n\f\r\"<>|(){}]+{URLEND}")
+_macro("WWWURL", r"(?i:www)\.(?:[^ \t\n\f\r\"<>|.!?(){},]+\.)+[a-zA-Z]{2,4}(?:/{URLCH}+{URLEND})?")
+# ",-_" is a range (",", "-", ".", "/", digits, ":"..."@", capitals, "["..."_") in PTBLexer too.
+_macro("LIKELYURL", r"(?:[^ \t\n\f\r\"`'<>|.!?(){},-_$]+\.)+(?i:com|net|org|edu)"
+       r"(?:/{URLCH}+{URLEND})?")
+_macro("EMAILCH", r"[^ \t\n\f\r\"<>|(){}.\u00A0]")
+_macro("EMAIL", r"(?:<|&(?i:lt);)?[a-zA-Z0-9][^ \t\n\f\r\"<>|(){}\u00A0]*@(?:{EMAILCH}+\.)*"
+       r"{EMAILCH}+(?:>|&(?i:gt);)?")
+_macro("SUBSUPNUM", r"[\u207A\u207B\u208A\u208B]?(?:[\u2070\u00B9\u00B2\u00B3\u2074-\u2079]+"
+       r"|[\u2080-\u2089]+)")
+_macro("TBSPEC2", r"(?i:S)(?:&|{SPAMP})(?i:P-500|Ls)|(?i:Cap){APOS}(?i:n)|(?i:c){APOS}(?i:est)")
+_macro("THING3", r"[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}(?:\\?/[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}){1,2}")
+_macro("FILENAME", r"{LWD}+(?:\.{LWD}+)*\.(?i:bat|bmp|c|class|cgi|cpp|dll|docx?|exe|gif|gz|h|html?"
+       r"|jar|java|jpe?g|mov|mp3|pdf|php|pl|png|ppt|ps|py|sql|tar|txt|wav|x|xml|zip)")
+_macro("PHONE1", r"(?:\([0-9]{2,3}\)[ \u00A0]?|(?:\+\+?)?(?:[0-9]{2,4}[\- \u00A0])?[0-9]{2,4}"
+       r"[\- \u00A0])[0-9]{3,4}[\- \u00A0]?[0-9]{3,5}")
+_macro("PHONE2", r"(?:(?:\+\+?)?[0-9]{2,4}\.)?[0-9]{2,4}\.[0-9]{3,4}\.[0-9]{3,5}")
+# The first alternative is PTBLexer's, mistyped there ("\.\[" where "\.[" was meant), kept as is.
+_macro("ASIANSMILEY", r"[\^x=~<>]\.\[\^x=~<>\]|[\-\^x=~<>']_[\-\^x=~<>']"
+       r"|\([\-\^x=~<>'][_.]?[\-\^x=~<>']\)|\([\^x=~<>']-[\^x=~<>'`]\)")
 _CURRENCY_CHARS = "[\u00A2-\u00A5\u0080\u20A0\u20AC\u060B\u0E3F\u20A4\uFFE0\uFFE1\uFFE5\uFFE6]"
 _STOPS = "[.\u00A1\u00BF\u037E\u0589\u061F\u06D4\u0700-\u0702\u07FA\u3002]"
 
@@ -203,37 +226,28 @@ _RULE_SPECS: list[tuple[str, str, str | None, int]] = [
     ("[A-Za-z\u00AD]", r"[A-Za-z\u00AD]*[A-MO-Za-mo-z]\u00AD*", r"{SREDAUX}", SOFT),
     (_LW, r"{WORD}", None, SOFT),
     (_A, r"{APOS}(?i:n){APOS}?", None, KEEP),
-    ("['\u0092\u2019&A-Za-z]",
-     r"[lLdDjJ]{APOS}|(?i:Dunkin|somethin|ol){APOS}|{APOS}(?i:em|cause|till?)", None, KEEP),
+    ("['\u0092\u2019&A-Za-z]", r"{APOWORD1}", None, KEEP),
     ("[A-Za-z]", r"[A-HJ-XZn]{APOSETC}{L}{L}+", None, KEEP),
     (_A, r"{APOS}[2-9]0(?i:s)", None, KEEP),
     ("{L}", r"{L}+[aeiouyAEIOUY]{APOSETC}[aeiouA-Z]{L}*", None, KEEP),
-    ("[A-Za-z']", r"(?i:cont'd\.?|'twas|nor'easter|c'mon|e'er|s'mores|ev'ry|li'l|nat'l)"
-     r"|(?i:o){APOSETC}(?i:o)", None, KEEP),
+    ("[A-Za-z']", r"{APOWORD5}", None, KEEP),
     ("[A-Za-z]", r"(?i:y){APOS}", r"{L}", KEEP),
-    ("[A-Za-z]", r"(?i:https?)://[^ \t\n\f\r\"<>|(){}]+[^ \t\n\f\r\"<>|.!?(){},-]", None, KEEP),
-    ("[A-Za-z]", r"(?i:www)\.(?:[^ \t\n\f\r\"<>|.!?(){},]+\.)+[a-zA-Z]{2,4}"
-     r"(?:/{URLCH}+[^ \t\n\f\r\"<>|.!?(){},-])?", None, KEEP),
-    (_URLSTART, r"(?:[^ \t\n\f\r\"`'<>|.!?(){},-_$]+\.)+(?i:com|net|org|edu)"
-     r"(?:/{URLCH}+[^ \t\n\f\r\"<>|.!?(){},-])?", None, KEEP),
-    ("[A-Za-z0-9<&]", r"(?:<|&(?i:lt);)?[a-zA-Z0-9][^ \t\n\f\r\"<>|(){}\u00A0]*@"
-     r"(?:[^ \t\n\f\r\"<>|(){}.\u00A0]+\.)*[^ \t\n\f\r\"<>|(){}.\u00A0]+(?:>|&(?i:gt);)?", None,
-     KEEP),
+    ("[A-Za-z]", r"{FULLURL}", None, KEEP),
+    ("[A-Za-z]", r"{WWWURL}", None, KEEP),
+    (_URLSTART, r"{LIKELYURL}", None, KEEP),
+    ("[A-Za-z0-9<&]", r"{EMAIL}", None, KEEP),
     ("[@#]", r"@[a-zA-Z_][a-zA-Z_0-9]*|#{LETTER}+", None, KEEP),
     (_A, r"{REDAUX}", r"[^A-Za-z]", QRIGHT),
     ("[A-Za-z]", r"{SREDAUX}", None, QRIGHT),
     ("{D}", r"{D}{1,2}[\-/]{D}{1,2}[\-/]{D}{2,4}", None, KEEP),
     ("{D}|[-+.:,\u00AD\u066B\u066C]", r"[\-+]?(?:{NUM})", None, SOFT),
-    ("[\u207A\u207B\u208A\u208B\u2070\u00B9\u00B2\u00B3\u2074-\u2079\u2080-\u2089]",
-     r"[\u207A\u207B\u208A\u208B]?(?:[\u2070\u00B9\u00B2\u00B3\u2074-\u2079]+|[\u2080-\u2089]+)",
+    ("[\u207A\u207B\u208A\u208B\u2070\u00B9\u00B2\u00B3\u2074-\u2079\u2080-\u2089]", r"{SUBSUPNUM}",
      None, KEEP),
     ("{D}", r"(?:{D}{1,4}[- \u00A0])?{D}{1,4}(?:\\?/|\u2044){D}{1,4}", None, FRAC),
     ("[\u00BC\u00BD\u00BE\u2153-\u215E]", r"[\u00BC\u00BD\u00BE\u2153-\u215E]", None, FRAC2),
     ("[-A-Za-z]", r"-(?i:RRB|LRB|RCB|LCB|RSB|LSB)-|(?i:C\.D\.s|pro-|anti-)", None, AMP),
-    ("[A-Za-z]", r"(?i:S)(?:&|{SPAMP})(?i:P-500|Ls)|(?i:Cap){APOS}(?i:n)|(?i:c){APOS}(?i:est)", None,
-     AMP),
-    (_AN, r"[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}(?:\\?/[A-Za-z0-9]+(?:-[A-Za-z]+){0,2}){1,2}", None,
-     KEEP),
+    ("[A-Za-z]", r"{TBSPEC2}", None, AMP),
+    (_AN, r"{THING3}", None, KEEP),
     ("[A-Za-z$#]", r"[A-Z]*\$|#", None, KEEP),
     (_CURRENCY_CHARS, f"{_CURRENCY_CHARS}", None, CURR),
     ("[A-Za-z]", r"(?:{ACRO})\.", r"{SPACENL}+{ACROWORD}{SPACENL}", ACRONYM),
@@ -246,21 +260,17 @@ _RULE_SPECS: list[tuple[str, str, str | None, int]] = [
     ("[A-Za-z]", r"{ABBREV4}", r"{SPACE}", KEEP),
     ("[A-Za-z]", r"{ACRO}", r"{SPACENL}", KEEP),
     (_A, r"{APOS}[0-9][0-9]", r"{SPACENL}", KEEP),
-    ("{LWD}", r"{LWD}+(?:\.{LWD}+)*\.(?i:bat|bmp|c|class|cgi|cpp|dll|docx?|exe|gif|gz|h"
-     r"|html?|jar|java|jpe?g|mov|mp3|pdf|php|pl|png|ppt|ps|py|sql|tar|txt|wav|x|xml|zip)",
-     "{SPACENL}|[.?!,]", KEEP),
+    ("{LWD}", r"{FILENAME}", "{SPACENL}|[.?!,]", KEEP),
     (_LW, r"{WORD}\.", r"[,;:\u3001]", SOFT),
-    ("[(+0-9]", r"(?:\([0-9]{2,3}\)[ \u00A0]?|(?:\+\+?)?(?:[0-9]{2,4}[\- \u00A0])?[0-9]{2,4}"
-     r"[\- \u00A0])[0-9]{3,4}[\- \u00A0]?[0-9]{3,5}", None, PHONE),
-    ("[+0-9]", r"(?:(?:\+\+?)?[0-9]{2,4}\.)?[0-9]{2,4}\.[0-9]{3,4}\.[0-9]{3,5}", None, PHONE),
+    ("[(+0-9]", r"{PHONE1}", None, PHONE),
+    ("[+0-9]", r"{PHONE2}", None, PHONE),
     ('["&]', r"\"|&(?i:quot);", r"[A-Za-z0-9$]", QLEFT),
     ('["&]', r"\"|&(?i:quot);", None, QRIGHT),
     ("\x7F", "\x7F", None, SKIP),
     ("[<&]", r"<|&(?i:lt);", None, LT),
     ("[>&]", r">|&(?i:gt);", None, GT),
     ("[<>:;=]", r"[<>]?[:;=][\-o*']?[()DPdpO\\{@|\[\]]", r"[^A-Za-z0-9]", SMILEY),
-    (r"[\^=~<>\-'(A-Za-z]", r"[\^x=~<>]\.\[\^x=~<>\]|[\-\^x=~<>']_[\-\^x=~<>']"
-     r"|\([\-\^x=~<>'][_.]?[\-\^x=~<>']\)|\([\^x=~<>']-[\^x=~<>'`]\)", None, SMILEY),
+    (r"[\^=~<>\-'(A-Za-z]", r"{ASIANSMILEY}", None, SMILEY),
     (r"\{", r"\{", None, LCB), (r"\}", r"\}", None, RCB), (r"\[", r"\[", None, LSB),
     (r"\]", r"\]", None, RSB), (r"\(", r"\(", None, LRB), (r"\)", r"\)", None, RRB),
     ("-", r"-+", None, HYPHENS),
@@ -336,8 +346,8 @@ _FRACTIONS = str.maketrans({"\u00BC": "1/4", "\u00BD": "1/2", "\u00BE": "3/4", "
 _CURRENCY = str.maketrans({"\u00A2": "cents", "\u00A3": "#", "\u0080": "$", "\u00A4": "$",
                            "\u20A0": "$", "\u20AC": "$"})
 _AMP = re.compile(r"(?i)&amp;")
-_QUOTES = [(re.compile("[\u0091\u2018\u201B\u2039]"), "`"), (re.compile("[\u0092\u2019\u203A]"),
-           "'"), (re.compile("[\u0093\u201C\u00AB]"), "``"), (re.compile("[\u0094\u201D\u00BB]"), "''")]
+_QUOTES = [(re.compile(chars), to) for chars, to in [("[\u0091\u2018\u201B\u2039]", "`"), (
+    "[\u0092\u2019\u203A]", "'"), ("[\u0093\u201C\u00AB]", "``"), ("[\u0094\u201D\u00BB]", "''")]]
 _ASCII_QUOTES = {True: (re.compile("&apos;|'"), "`", re.compile('"|&quot;'), "``"),
                  False: (re.compile("&apos;|'"), "'", re.compile('"|&quot;'), "''")}
 
@@ -461,8 +471,8 @@ def _finish(tokens: list[str], rstrip: bool = False) -> str:
 # lexer, cached. 3: the lexer on the whole caption plus what follows it in the stream.
 _LINE_BREAK = re.compile("[\r\n\u2028\u2029\u000B\u000C\u0085]")
 _PLAIN = re.compile(r"[A-Za-z ]*(?: \.)? *")
-_SPANNING = re.compile("[\\d<\t\u00A0\u2000-\u200A\u3000\x1C-\x1F\u1680\u202F\u205F]|\\.[ \u00A0]\\."
-                       "|[^\u0000-\uFFFF]")
+_SPANNING = re.compile("[\\d<\t\u00A0\u2000-\u200A\u3000\x1C-\x1F\u1680\u202F\u205F]"
+                       "|\\.[ \u00A0]\\.|[^\u0000-\uFFFF]")
 # Chunk shapes no other rule can change (checked rule by rule; tested against the lexer): word or
 # word[,;:!?] -> word; word. -> word (unless an abbreviation); hyphen-ated[,;:.] -> hyphen-ated;
 # word's -> word 's; don't -> do n't. Trailing punctuation is dropped by PUNCTUATIONS anyway.
@@ -472,12 +482,12 @@ _ABBREVIATION = re.compile(_x(r"{ABBREV1}|(?:{ABBREV4})\.|(?i:ca|figs?|prop|nos?
                               r"|pt[ey]|co)\."))
 # What a chunk ending in "." can see: spaces, one word (the longest listed after an acronym has 12
 # letters) or tag, one more space (ACRONYM, ABBREV1, ABBREV3 trailing contexts).
-_PERIOD_LOOKAHEAD = re.compile(f"{_SPACENL}*(?:<[^>\r\n]*>?|[^<]{{0,13}}?(?={_SPACENL}|$)|.{{0,13}})"
-                               f"{_SPACENL}?")
+_PERIOD_LOOKAHEAD = re.compile(
+    f"{_SPACENL}*(?:<[^>\r\n]*>?|[^<]{{0,13}}?(?={_SPACENL}|$)|.{{0,13}}){_SPACENL}?")
 # Lone punctuation between spaces (no trailing context can apply to these).
 _SINGLE = {".": "", ",": "", ";": "", ":": "", "!": "", "?": "", "'": "", '"': "", "-": "",
            "(": "-lrb-", ")": "-rrb-", "&": "&"}
-_CACHE_LIMIT = 1_000_000
+_CACHE_LIMIT = 200_000  # entries per cache; cleared when full
 _chunk_cache: dict[tuple[str, str], str] = {}
 _line_cache: dict[tuple[str, str], str] = {}
 
@@ -536,8 +546,9 @@ def _tier2(line: str, follow: str) -> str:
 
 def _utf16(text: str) -> str:
     """Java sees a character beyond U+FFFF as two UTF-16 surrogates (which the lexer drops)."""
-    return "".join(c if c <= "\uFFFF" else chr(0xD7C0 + (ord(c) >> 10)) + chr(0xDC00 | ord(c) & 0x3FF)
-                   for c in text)
+    return "".join(
+        c if c <= "\uFFFF" else chr(0xD7C0 + (ord(c) >> 10)) + chr(0xDC00 | ord(c) & 0x3FF)
+        for c in text)
 
 
 def _tier3(line: str, follow: str) -> str:
@@ -664,10 +675,12 @@ def java_tokenize(texts: Sequence[str], java: str = "java") -> list[str]:
         path = Path(tmp, "captions.txt")
         path.write_bytes(data)
         proc = subprocess.run([exe, "-cp", str(_jar()), "edu.stanford.nlp.process.PTBTokenizer",
-                               "-preserveLines", "-lowerCase", str(path)], capture_output=True)
+                               "-preserveLines", "-lowerCase", str(path)], capture_output=True,
+                              check=False)
     out = proc.stdout.decode("utf-8").split("\n")
     if proc.returncode != 0 or len(out) < len(lines):
-        raise RuntimeError(f"Java PTBTokenizer failed (exit {proc.returncode}, {len(out)} lines for "
-                           f"{len(lines)} captions): {proc.stderr.decode(errors='replace')[-600:]}")
+        raise RuntimeError(f"Java PTBTokenizer failed (exit {proc.returncode}, {len(out)} lines "
+                           f"for {len(lines)} captions): "
+                           f"{proc.stderr.decode(errors='replace')[-600:]}")
     return [" ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS)
             for line in out[: len(lines)]]

@@ -50,10 +50,15 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("VLMTRAIN_CACHE", Path.home() / ".cache" / "vlmtrain"))
 
 
+# Chat scaffolding the tiny tokenizers must encode compactly: without it in the corpus the
+# default system turn alone costs ~25 byte-level tokens per sample, doubling sequence length.
+_SCAFFOLD = ["system\nYou are a helpful assistant.", "user\n", "assistant\n", "\n"] * 200
+
+
 def _corpus() -> list[str]:
     from vlmtrain.data.shapes import corpus_texts
 
-    return corpus_texts()
+    return corpus_texts() + _SCAFFOLD
 
 
 def _cached_build(name: str, spec: dict, build: Callable[[Path], None], cache_dir: str | None) -> str:
@@ -103,7 +108,7 @@ def build_tiny_qwen2_5_vl(
     An ``image_size`` px square image becomes ``(image_size / patch_size)**2`` patches, merged
     2x2 into ``(image_size / patch_size / 2)**2`` image tokens (16 with the defaults).
     """
-    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "qwen2_5_vl", "v": 1}
+    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "qwen2_5_vl", "v": 2}
 
     def build(out: Path) -> None:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -172,7 +177,7 @@ def build_tiny_paligemma(
     the processor adds PaliGemma's 1,152 location/segmentation tokens to the vocabulary, as the
     real one does.
     """
-    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 1}
+    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 2}
 
     def build(out: Path) -> None:
         from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration

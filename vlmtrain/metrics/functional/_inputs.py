@@ -41,7 +41,7 @@ def check_answer_inputs(
             )
         if len(refs) == 0:
             raise ValueError(
-                f"{metric}: references[{i}] is empty; each sample needs at least one gold answer"
+                f"{metric}: references[{i}] is empty; each sample needs at least one reference"
             )
         for j, ref in enumerate(refs):
             if not isinstance(ref, str):

@@ -83,14 +83,17 @@ class MeteorJvm:
 
     Args:
         install: from :func:`locate_meteor`.
+        paraphrases: paraphrase table to load instead of the jar's ``data/paraphrase-en.gz``
+            (``-a``; a restricted copy, see ``_meteor_table``).
     """
 
-    def __init__(self, install: MeteorInstall) -> None:
+    def __init__(self, install: MeteorInstall, paraphrases: Path | None = None) -> None:
         self._stderr = tempfile.TemporaryFile()
         self._pid = os.getpid()  # a forked child inherits this object but must not drive the JVM
         try:
             self._proc = subprocess.Popen(
-                [install.java, *JAVA_OPTIONS, *METEOR_ARGS], cwd=install.jar_dir,
+                [install.java, *JAVA_OPTIONS, *METEOR_ARGS,
+                 *(("-a", str(paraphrases)) if paraphrases else ())], cwd=install.jar_dir,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
             )
         except OSError as err:
@@ -159,8 +162,8 @@ class MeteorJvm:
                 self.stdin.close()
             except OSError:
                 pass
-            try:
-                self._proc.wait(timeout=10)
+            try:  # an idle JVM exits at once; one still loading its tables is killed
+                self._proc.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()

@@ -48,8 +48,17 @@ def cider_per_image(corpus: CaptionSet, sigma: float = SIGMA) -> np.ndarray:
 
     Returns:
         ``(N,)`` float64.
+
+    Raises:
+        ValueError: no reference has a word (pycocoevalcap crashes on such a set).
     """
     n_img = corpus.n_images
+    if not np.any(corpus.words.lengths[n_img:]):
+        raise ValueError(
+            "cider: every reference caption is empty (after tokenization), so CIDEr-D is "
+            "undefined (pycocoevalcap fails with 'max() arg is an empty sequence'); check the "
+            "references"
+        )
     ref_len = np.log(float(n_img))
     # Length in pycocoevalcap's sense: the number of bigrams.
     bigrams = np.maximum(corpus.words.lengths - 1, 0).astype(np.float64)
@@ -73,8 +82,8 @@ def _similarity(corpus: CaptionSet, order: int, ref_len: float) -> np.ndarray:
     ref_idx = ng.sent[is_ref] - n_img
     ref_keys = corpus.ref_image[ref_idx] * ng.size + ng.gram[is_ref]
     # df: number of images whose references contain the n-gram (unique (image, gram) pairs).
-    present = np.sort(ref_keys)
-    present = present[np.concatenate(([True], present[1:] != present[:-1]))]
+    present = np.sort(ref_keys)  # (a sort: numpy's hash-based np.unique is slower here)
+    present = present[np.concatenate(([True], present[1:] != present[:-1]))[: len(present)]]
     df = np.bincount(present % ng.size, minlength=ng.size).astype(np.float64)
     weight = ref_len - np.log(np.maximum(1.0, df))
     vec = ng.count * weight[ng.gram]  # tf-idf value of every (sentence, n-gram) entry

@@ -33,22 +33,29 @@ This module imports neither torch nor torchmetrics.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import tempfile
 import threading
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 
 from vlmtrain.metrics.functional._captions import prepare_captions
 from vlmtrain.metrics.functional._meteor_jvm import (
+    PARAPHRASES,
     MeteorJvm,
     MeteorJvmError,
     MeteorNotInstalledError,
     locate_meteor,
 )
+from vlmtrain.metrics.functional._meteor_table import coarse_tokens, load_table, write_restricted
 
 __all__ = ["MeteorJvmError", "MeteorNotInstalledError", "MeteorScorer", "aggregate_stats",
            "default_jvms", "meteor", "score_lines", "shared_scorer"]
 
+_log = logging.getLogger(__name__)
 STATS_LENGTH = 23  # MeteorStats.toString(): 4 lengths, 4 stages x 4 match counts, 3 chunk fields
 _CHUNKS = 20
 # Images per JVM below which a second JVM does not pay for its paraphrase-table load.
@@ -57,15 +64,15 @@ _MIN_IMAGES_PER_JVM = 1500
 _BATCH = 128
 
 
-def score_lines(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[bytes]:
-    """The ``SCORE`` line of each image, as pycocoevalcap writes them (UTF-8, newline-ended)."""
+def score_lines(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[str]:
+    """The ``SCORE`` line of each image, as pycocoevalcap writes them (without the newline)."""
     lines = []
     for hyp, refs in zip(predictions, references):
         hyp = hyp.replace("|||", "").replace("  ", " ")
         line = " ||| ".join(("SCORE", " ||| ".join(refs), hyp))
         if "\n" in line or "\r" in line:
             line = line.replace("\r", " ").replace("\n", " ")
-        lines.append(line.encode("utf-8") + b"\n")
+        lines.append(line)
     return lines
 
 
@@ -112,8 +119,9 @@ class MeteorJob:
     JVM: a JVM that finished loading first (or runs on a less busy core) takes more batches.
     """
 
-    def __init__(self, scorer: MeteorScorer, lines: list[bytes]) -> None:
+    def __init__(self, scorer: MeteorScorer, lines: list[str]) -> None:
         self._scorer = scorer
+        lines = [(line + "\n").encode("utf-8") for line in lines]
         size = max(1, min(_BATCH, -(-len(lines) // (4 * len(scorer.jvms)))))
         self._batches = [lines[i : i + size] for i in range(0, len(lines), size)]
         self._results: list[list[str] | None] = [None] * len(self._batches)
@@ -156,9 +164,13 @@ class MeteorScorer:
     its JVMs too.
 
     Args:
-        jvms: number of JVMs scoring shards in parallel (each holds ~0.6-1 GB; 1 is enough for
-            small sets or one free core).
+        jvms: number of JVMs taking batches in parallel (each holds ~0.6 GB).
         java: Java executable. Default: ``$VLMTRAIN_JAVA``, else ``java`` on the PATH.
+        restrict_to: the captions this scorer will score (``(predictions, references)``, as
+            given to :meth:`submit`). The JVMs then load only the paraphrase-table entries that
+            can match words of these captions (same statistics, ~3x faster start, see
+            ``_meteor_table``), and :meth:`submit` refuses captions with other words. None: the
+            full table, any captions.
 
     Raises:
         MeteorNotInstalledError: Java or the METEOR jar (pycocoevalcap) is missing.
@@ -168,19 +180,35 @@ class MeteorScorer:
         ...     scorer.score(["a dog runs"], [["a dog is running"]])
     """
 
-    def __init__(self, jvms: int = 1, java: str | None = None) -> None:
+    def __init__(
+        self,
+        jvms: int = 1,
+        java: str | None = None,
+        restrict_to: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
+    ) -> None:
         if jvms < 1:
             raise ValueError(f"meteor: jvms must be >= 1, got {jvms}")
         install = locate_meteor(java)
         self.busy = False
         self.jvms: list[MeteorJvm] = []
+        self._folder = tempfile.mkdtemp(prefix="vlmtrain-meteor-") if restrict_to else None
+        self._finalizer = weakref.finalize(self, _close_all, self.jvms, self._folder)
+        self._allowed: set[str] | None = None
+        self._restricted_lines: list[str] = []
+        table = None
+        if restrict_to is not None:
+            self._restricted_lines = score_lines(*restrict_to)
+            self._allowed = coarse_tokens(self._restricted_lines)
+            table = restricted_table(install.jar_dir / PARAPHRASES, self._allowed,
+                                     Path(self._folder))
+            if table is None:
+                self._allowed = None
         try:
             for _ in range(jvms):
-                self.jvms.append(MeteorJvm(install))
+                self.jvms.append(MeteorJvm(install, table))
         except BaseException:
             self.close()
             raise
-        self._finalizer = weakref.finalize(self, _close_all, list(self.jvms))
 
     @property
     def usable(self) -> bool:
@@ -195,17 +223,23 @@ class MeteorScorer:
             raise RuntimeError("meteor: this MeteorScorer is closed")
         if self.busy:
             raise RuntimeError("meteor: call .result() on the previous job before submitting")
+        lines = score_lines(predictions, references)
+        if (self._allowed is not None and lines != self._restricted_lines
+                and not coarse_tokens(lines) <= self._allowed):
+            raise ValueError(
+                "meteor: this MeteorScorer's paraphrase table was restricted to other captions "
+                "(restrict_to); create one for these captions, or one with restrict_to=None"
+            )
         self.busy = True
-        return MeteorJob(self, score_lines(predictions, references))
+        return MeteorJob(self, lines)
 
     def score(self, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
         """Corpus METEOR of already prepared (e.g. PTB-tokenized) captions."""
         return self.submit(predictions, references).result()
 
     def close(self) -> None:
-        """Stop the JVMs (idempotent)."""
-        _close_all(self.jvms)
-        self.jvms = []
+        """Stop the JVMs and delete the restricted table (idempotent)."""
+        self._finalizer()
 
     def __enter__(self) -> MeteorScorer:
         return self
@@ -214,9 +248,27 @@ class MeteorScorer:
         self.close()
 
 
-def _close_all(jvms: list[MeteorJvm]) -> None:
+def restricted_table(table: Path, tokens: set[str], folder: Path) -> Path | None:
+    """Write the paraphrase table restricted to ``tokens`` into ``folder``; None (use the full
+    table) if the table cannot be parsed as the jar reads it or the cache cannot be written."""
+    try:
+        parsed = load_table(table)
+        if parsed is None:
+            return None
+        path = folder / "paraphrase-restricted.gz"
+        write_restricted(parsed, tokens, path)
+        return path
+    except OSError as err:
+        _log.warning("meteor: using the full paraphrase table (%s)", err)
+        return None
+
+
+def _close_all(jvms: list[MeteorJvm], folder: str | None = None) -> None:
     for jvm in jvms:
         jvm.close()
+    jvms.clear()
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 _SHARED: dict[tuple[int, str | None], MeteorScorer] = {}
@@ -248,6 +300,7 @@ def meteor(
     jvms: int | None = None,
     java: str | None = None,
     scorer: MeteorScorer | None = None,
+    restrict_paraphrases: bool = True,
 ) -> dict[str, float]:
     """Corpus METEOR 1.5 (pycocoevalcap ``Meteor``: the same jar and command).
 
@@ -255,10 +308,13 @@ def meteor(
         predictions: N candidate captions, one per image.
         references: N non-empty lists of reference captions.
         tokenize: PTB-tokenize first, as the COCO caption evaluation does.
-        jvms: JVMs to shard over (default: :func:`default_jvms`). Ignored with ``scorer``.
+        jvms: JVMs to spread the work over (default: :func:`default_jvms`). Ignored with
+            ``scorer``.
         java: Java executable (default ``$VLMTRAIN_JAVA`` or ``java``). Ignored with ``scorer``.
         scorer: an open :class:`MeteorScorer` to reuse (it stays open); default: a new one,
             closed before returning.
+        restrict_paraphrases: let a new scorer load only the paraphrase-table entries that can
+            match these captions (same value, faster; see :class:`MeteorScorer`).
 
     Returns:
         ``{"meteor": float}`` in [0, 1].
@@ -270,5 +326,6 @@ def meteor(
     preds, refs = prepare_captions(predictions, references, tokenize, "meteor")
     if scorer is not None:
         return {"meteor": scorer.score(preds, refs)}
-    with MeteorScorer(jvms or default_jvms(len(preds)), java) as own:
+    restrict_to = (preds, refs) if restrict_paraphrases else None
+    with MeteorScorer(jvms or default_jvms(len(preds)), java, restrict_to) as own:
         return {"meteor": own.score(preds, refs)}

@@ -1,0 +1,156 @@
+"""METEOR against pycocoevalcap 1.2 ``Meteor`` (the same jar): exactly equal numbers.
+
+One pycocoevalcap JVM and one two-JVM vlmtrain scorer serve the whole module (each JVM loads a
+large paraphrase table). The error paths use a stand-in ``java`` and need no Java.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlmtrain.metrics.functional.meteor import aggregate_stats, score_lines, shared_scorer
+from vlmtrain.metrics.meteor import (
+    Meteor,
+    MeteorJvmError,
+    MeteorNotInstalledError,
+    MeteorScorer,
+    meteor,
+)
+from vlmtrain.metrics.ptb import tokenize, tokenize_groups
+
+DATA = Path(__file__).parent / "data" / "flickr8k_300.jsonl"
+
+HAND_CASES = [
+    ("", ["a dog runs on the grass", "the dog is running"]),  # empty candidate
+    ("a dog runs on the grass", ["a dog runs on the grass", "a cat"]),  # identical: 1 chunk
+    ("dog", ["a dog runs on the grass"]),  # one word
+    (" ".join(["a dog runs"] * 60), ["a dog runs on the grass", "dogs run"]),  # very long
+    ("un café à zürich près du lac", ["un café près du lac à zürich", "東京 タワー の 夜景"]),
+    ("a dog ||| runs  fast", ["a dog runs fast"]),  # pycocoevalcap's hypothesis cleaning
+    ("the grass runs on a dog", ["a dog runs on the grass"]),  # all words match, many chunks
+    ("dogs running", ["a dog runs"]),  # stem matches
+]
+
+
+def _leave_one_out(n: int = 300) -> tuple[list[str], list[list[str]]]:
+    rows = [json.loads(line) for line in DATA.open(encoding="utf-8")][:n]
+    return [r["captions"][0] for r in rows], [r["captions"][1:] for r in rows]
+
+
+@pytest.fixture(scope="module")
+def coco():
+    from pycocoevalcap.meteor.meteor import Meteor as CocoMeteor
+
+    jvm = CocoMeteor()
+
+    def score(preds: list[str], refs: list[list[str]]) -> float:
+        gts = {i: list(r) for i, r in enumerate(refs)}
+        res = {i: [p] for i, p in enumerate(preds)}
+        return jvm.compute_score(gts, res)[0]
+
+    yield score
+    jvm.meteor_p.stdin.close()
+    jvm.meteor_p.kill()
+    jvm.meteor_p.wait()
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return shared_scorer(jvms=2)  # closed at exit; also used by the Meteor class below
+
+
+@pytest.mark.java
+def test_flickr8k_subset_equals_pycocoevalcap(coco, scorer):
+    preds, refs = _leave_one_out()
+    preds, refs = tokenize(preds), tokenize_groups(refs)
+    assert meteor(preds, refs, tokenize=False, scorer=scorer)["meteor"] == coco(preds, refs)
+
+
+@pytest.mark.java
+def test_hand_cases_equal_pycocoevalcap(coco, scorer):
+    for pred, refs in HAND_CASES:  # one image each: the per-image rules of the aggregate
+        got = meteor([pred], [refs], tokenize=False, scorer=scorer)["meteor"]
+        assert got == coco([pred], [refs]), (pred, refs)
+    preds, refs = [p for p, _ in HAND_CASES], [r for _, r in HAND_CASES]
+    assert meteor(preds, refs, tokenize=False, scorer=scorer)["meteor"] == coco(preds, refs)
+    perfect = ["a dog runs", "two cats sleep"]  # two one-chunk perfect matches: chunks skipped
+    assert meteor(perfect, [[p] for p in perfect], tokenize=False,
+                  scorer=scorer)["meteor"] == coco(perfect, [[p] for p in perfect])
+
+
+@pytest.mark.java
+def test_metric_in_batches_equals_functional(scorer):
+    preds, refs = _leave_one_out(60)
+    metric = Meteor(jvms=2)  # keep_jvm: the module's shared scorer, no new JVM
+    for lo in range(0, 60, 25):
+        metric.update(preds[lo : lo + 25], refs[lo : lo + 25])
+    got = metric.compute()
+    assert list(got) == ["meteor"]
+    assert got["meteor"].dtype == torch.float64
+    assert float(got["meteor"]) == meteor(preds, refs, scorer=scorer)["meteor"]
+
+
+def test_aggregate_follows_meteor_stats_add_stats():
+    """Fields are summed in order; the chunks of a one-chunk perfect match are not added."""
+    perfect = "3.0 3.0 1.0 1.0 2.0 2.0 1.0 1.0" + " 0.0" * 12 + " 1.0 3.0 3.0"
+    partial = "4.0 5.0 1.0 2.0 2.0 2.0 0.0 1.0 1.0 1.0" + " 0.0" * 10 + " 2.0 3.0 4.0"
+    total = [float(x) for x in aggregate_stats([perfect, partial]).split()]
+    want = [a + b for a, b in zip(map(float, perfect.split()), map(float, partial.split()))]
+    want[20] = 2.0  # only the partial match's chunks
+    assert total == want
+    with pytest.raises(MeteorJvmError, match="image 1 with 'Error: x'"):
+        aggregate_stats([perfect, "Error: x"])
+
+
+def test_score_lines_clean_like_pycocoevalcap():
+    lines = score_lines(["a |||  b\nc"], [["r1", "r 2"]])
+    assert lines == ["SCORE ||| r1 ||| r 2 ||| a  b c\n".encode()]
+
+
+def _fake_java(tmp_path: Path, script: str) -> str:
+    path = tmp_path / "java"
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def test_jvm_crash_raises_with_its_stderr(tmp_path):
+    java = _fake_java(tmp_path, "echo 'java.lang.OutOfMemoryError: Java heap space' >&2\nexit 3\n")
+    with pytest.raises(MeteorJvmError, match=r"exit status 3.*OutOfMemoryError: Java heap space"):
+        meteor(["a dog"], [["a dog runs"]], java=java)
+
+
+def test_jvm_garbage_answer_raises(tmp_path):
+    java = _fake_java(tmp_path, "while read line; do echo 'Error: specify SCORE'; done\n")
+    with pytest.raises(MeteorJvmError, match="answered image 0 with 'Error: specify SCORE'"):
+        meteor(["a dog"], [["a dog runs"]], java=java, tokenize=False)
+
+
+def test_missing_java_names_what_to_install(monkeypatch):
+    monkeypatch.delenv("VLMTRAIN_JAVA", raising=False)
+    with pytest.raises(MeteorNotInstalledError, match="needs a Java runtime.*install"):
+        meteor(["a dog"], [["a dog runs"]], java="no-such-java-binary")
+
+
+def test_bad_inputs_fail_before_java_starts():
+    with pytest.raises(ValueError, match=r"references\[0\] is empty"):
+        meteor(["a dog"], [[]], java="no-such-java-binary")
+
+
+def test_close_stops_the_jvms(tmp_path):
+    java = _fake_java(tmp_path, "exec sleep 60\n")  # a JVM that never answers
+    scorer = MeteorScorer(jvms=2, java=java)
+    procs = [jvm._proc for jvm in scorer.jvms]
+    with scorer:
+        assert all(p.poll() is None for p in procs)
+    assert all(p.poll() is not None for p in procs)
+    scorer.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        scorer.score(["a"], [["a"]])
+    assert os.path.exists(java)
