@@ -1,7 +1,8 @@
 """METEOR against pycocoevalcap 1.2 ``Meteor`` (the same jar): exactly equal numbers.
 
-One pycocoevalcap JVM and one two-JVM vlmtrain scorer serve the whole module (each JVM loads a
-large paraphrase table). The error paths use a stand-in ``java`` and need no Java.
+One pycocoevalcap JVM and one two-JVM vlmtrain scorer (paraphrase table restricted to the
+captions of this module) serve the comparisons; the Meteor class adds one full-table JVM. The
+error paths use a stand-in ``java`` and need no Java.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlmtrain.metrics.functional.meteor import aggregate_stats, score_lines, shared_scorer
+from vlmtrain.metrics.functional.meteor import aggregate_stats, score_lines
 from vlmtrain.metrics.meteor import (
     Meteor,
     MeteorJvmError,
@@ -36,6 +37,18 @@ HAND_CASES = [
     ("the grass runs on a dog", ["a dog runs on the grass"]),  # all words match, many chunks
     ("dogs running", ["a dog runs"]),  # stem matches
 ]
+PERFECT = ["a dog runs", "two cats sleep"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _machine_meteor_index():
+    """Reuse the machine's METEOR paraphrase index (it only mirrors the jar's table) instead of
+    building it (10-20 s, 2 GB) in each test session's temporary cache."""
+    patch = pytest.MonkeyPatch()
+    default = Path.home() / ".cache" / "vlmtrain" / "meteor"
+    patch.setenv("VLMTRAIN_METEOR_CACHE", os.environ.get("VLMTRAIN_METEOR_CACHE") or str(default))
+    yield
+    patch.undo()
 
 
 def _leave_one_out(n: int = 300) -> tuple[list[str], list[list[str]]]:
@@ -61,14 +74,24 @@ def coco():
 
 
 @pytest.fixture(scope="module")
-def scorer():
-    return shared_scorer(jvms=2)  # closed at exit; also used by the Meteor class below
+def flickr() -> tuple[list[str], list[list[str]]]:
+    preds, refs = _leave_one_out()
+    return tokenize(preds), tokenize_groups(refs)
+
+
+@pytest.fixture(scope="module")
+def scorer(flickr):
+    """Two JVMs whose paraphrase table is restricted to the words of every caption scored here
+    (pycocoevalcap loads the full table: equal values also check the restriction)."""
+    preds = flickr[0] + [p for p, _ in HAND_CASES] + PERFECT
+    refs = flickr[1] + [r for _, r in HAND_CASES] + [[p] for p in PERFECT]
+    with MeteorScorer(jvms=2, restrict_to=(preds, refs)) as restricted:
+        yield restricted
 
 
 @pytest.mark.java
-def test_flickr8k_subset_equals_pycocoevalcap(coco, scorer):
-    preds, refs = _leave_one_out()
-    preds, refs = tokenize(preds), tokenize_groups(refs)
+def test_flickr8k_subset_equals_pycocoevalcap(coco, scorer, flickr):
+    preds, refs = flickr
     assert meteor(preds, refs, tokenize=False, scorer=scorer)["meteor"] == coco(preds, refs)
 
 
@@ -79,21 +102,31 @@ def test_hand_cases_equal_pycocoevalcap(coco, scorer):
         assert got == coco([pred], [refs]), (pred, refs)
     preds, refs = [p for p, _ in HAND_CASES], [r for _, r in HAND_CASES]
     assert meteor(preds, refs, tokenize=False, scorer=scorer)["meteor"] == coco(preds, refs)
-    perfect = ["a dog runs", "two cats sleep"]  # two one-chunk perfect matches: chunks skipped
-    assert meteor(perfect, [[p] for p in perfect], tokenize=False,
-                  scorer=scorer)["meteor"] == coco(perfect, [[p] for p in perfect])
+    # Two one-chunk perfect matches: the aggregate skips their chunks.
+    perfect_refs = [[p] for p in PERFECT]
+    assert meteor(PERFECT, perfect_refs, tokenize=False,
+                  scorer=scorer)["meteor"] == coco(PERFECT, perfect_refs)
 
 
 @pytest.mark.java
-def test_metric_in_batches_equals_functional(scorer):
+def test_restricted_scorer_refuses_other_words(scorer):
+    with pytest.raises(ValueError, match="restricted to other captions"):
+        scorer.score(["a zebra"], [["an okapi"]])
+
+
+@pytest.mark.java
+def test_metric_in_batches_with_full_table_equals_restricted(scorer, flickr):
+    """The Meteor class keeps a full-table JVM (any captions) across compute() calls."""
     preds, refs = _leave_one_out(60)
-    metric = Meteor(jvms=2)  # keep_jvm: the module's shared scorer, no new JVM
+    metric = Meteor()
     for lo in range(0, 60, 25):
         metric.update(preds[lo : lo + 25], refs[lo : lo + 25])
     got = metric.compute()
     assert list(got) == ["meteor"]
     assert got["meteor"].dtype == torch.float64
-    assert float(got["meteor"]) == meteor(preds, refs, scorer=scorer)["meteor"]
+    assert metric.compute()["meteor"] == got["meteor"]  # the kept JVM, a second time
+    assert float(got["meteor"]) == meteor(flickr[0][:60], flickr[1][:60], tokenize=False,
+                                          scorer=scorer)["meteor"]
 
 
 def test_aggregate_follows_meteor_stats_add_stats():
@@ -110,7 +143,7 @@ def test_aggregate_follows_meteor_stats_add_stats():
 
 def test_score_lines_clean_like_pycocoevalcap():
     lines = score_lines(["a |||  b\nc"], [["r1", "r 2"]])
-    assert lines == ["SCORE ||| r1 ||| r 2 ||| a  b c\n".encode()]
+    assert lines == ["SCORE ||| r1 ||| r 2 ||| a  b c"]
 
 
 def _fake_java(tmp_path: Path, script: str) -> str:

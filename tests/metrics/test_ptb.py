@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmtrain.metrics import ptb
+from vlmtrain.metrics import _ptb_rules, ptb
 
 DATA = Path(__file__).parent / "data" / "ptb_hard_cases.json"
 # shared/ sits beside the repository checkout (in CI too).
@@ -208,8 +208,9 @@ def test_rule_dispatch_covers_every_match(ascii_only):
     text = "\n".join(_generated(300, seed=2) + HARD_CASES)
     if ascii_only:
         text = text.encode("ascii", "ignore").decode()
-    for first, main, _, _ in ptb._RULE_SPECS:
-        rule, start = re.compile(ptb._x(main, ascii_only)), re.compile(ptb._x(first, ascii_only))
+    for first, main, _, _ in _ptb_rules._RULE_SPECS:
+        rule = re.compile(_ptb_rules._x(main, ascii_only))
+        start = re.compile(_ptb_rules._x(first, ascii_only))
         for pos in range(len(text)):
             if rule.match(text, pos) and not start.fullmatch(text[pos]):
                 pytest.fail(f"rule {main!r} matches at {text[pos:pos + 20]!r}, outside {first!r}")
