@@ -10,7 +10,9 @@ from PIL import Image
 
 from tests.conftest import run_vlmtrain
 
-SMALL = ["data.train.size=64", "data.val.size=16", "data.batch_size=8", "data.eval_batch_size=16"]
+SIZES = ["data.val.size=16", "data.batch_size=8", "data.eval_batch_size=16"]
+SMALL = ["data.train.datasets.0.size=16", "data.train.datasets.1.size=48", *SIZES]  # sft_vqa
+SMALL_CAPTION = ["data.train.size=64", *SIZES]
 
 
 def _assert_one_line_error(result, *needles: str) -> str:
@@ -35,7 +37,7 @@ def test_short_run_writes_config_logs_checkpoint_and_hf_model(tmp_path):
     result = run_vlmtrain("+recipe=sft_caption", "logger=default", "trainer.max_steps=4",
                           "trainer.val_check_interval=4", "trainer.log_every_n_steps=1",
                           f"hydra.run.dir={tmp_path}",
-                          "+secret_api_key=abc123-do-not-log", *SMALL)
+                          "+secret_api_key=abc123-do-not-log", *SMALL_CAPTION)
     assert result.returncode == 0, result.stderr[-3000:]
     resolved = (tmp_path / ".hydra" / "config.yaml").read_text()
     assert "shapes_caption" not in resolved or "task: caption" in resolved

@@ -74,7 +74,8 @@ def test_hand_cases_alone_equal_pycocoevalcap():
 def test_worked_example_one_image_is_zero():
     """One image: ref_len = log(1) = 0 and every reference n-gram has df = 1, so every tf-idf
     weight is 0 - log(1) = 0 and both vectors vanish: CIDEr-D = 0 (pycocoevalcap agrees)."""
-    pred, ref = "a dog leaps for a flying disc at the shore", "a brown dog catches a frisbee on the beach"
+    pred = "a dog leaps for a flying disc at the shore"
+    ref = "a brown dog catches a frisbee on the beach"
     assert cider_d([pred], [[ref]])["cider"] == 0.0
     assert _coco([pred], [[ref]])[0] == 0.0
 

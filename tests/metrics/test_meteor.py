@@ -129,6 +129,16 @@ def test_metric_in_batches_with_full_table_equals_restricted(scorer, flickr):
                                           scorer=scorer)["meteor"]
 
 
+@pytest.mark.java
+def test_metric_without_kept_jvm_equals_functional(scorer, flickr):
+    """keep_jvm=False: a JVM per compute() with a table restricted to the stored captions."""
+    preds, refs = _leave_one_out(20)
+    metric = Meteor(keep_jvm=False)
+    metric.update(preds, refs)
+    assert float(metric.compute()["meteor"]) == meteor(
+        flickr[0][:20], flickr[1][:20], tokenize=False, scorer=scorer)["meteor"]
+
+
 def test_aggregate_follows_meteor_stats_add_stats():
     """Fields are summed in order; the chunks of a one-chunk perfect match are not added."""
     perfect = "3.0 3.0 1.0 1.0 2.0 2.0 1.0 1.0" + " 0.0" * 12 + " 1.0 3.0 3.0"

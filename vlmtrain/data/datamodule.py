@@ -25,6 +25,8 @@ class VLMDataModule(L.LightningDataModule):
         num_workers: DataLoader workers (samples are rendered/decoded in workers).
         max_length: longest sequence in tokens (see :class:`VLMCollator`).
         on_bad_sample: ``error`` or ``skip`` (counted, logged).
+        shuffle: shuffle the training set each epoch; ``False`` keeps the order of a staged
+            dataset (e.g. a ``ConcatDataset`` curriculum).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class VLMDataModule(L.LightningDataModule):
         num_workers: int = 0,
         max_length: int = 512,
         on_bad_sample: str = "error",
+        shuffle: bool = True,
     ) -> None:
         super().__init__()
         if processor is None or family is None:
@@ -48,6 +51,7 @@ class VLMDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
+        self.shuffle = shuffle
         self.train_collator = VLMCollator(processor, family, max_length, on_bad_sample)
         self.val_collator = VLMCollator(
             processor, family, max_length, on_bad_sample, with_generation=True
@@ -64,7 +68,7 @@ class VLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+            self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, drop_last=True,
             collate_fn=self.train_collator, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

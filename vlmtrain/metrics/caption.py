@@ -4,9 +4,9 @@ Equal to pycocoevalcap 1.2's ``COCOEvalCap`` pipeline (PTB tokenizer, then each 
 this replaces with one pass: the captions are tokenized once (pure-Python PTB tokenizer), the
 METEOR JVMs start right after (with a paraphrase table restricted to the set's words) so that
 their start-up overlaps with the n-gram metrics computed in Python meanwhile, and BLEU / ROUGE-L /
-CIDEr-D share one integer encoding of the set. This module imports neither torch nor torchmetrics (the command-line
-evaluator imports it); the per-metric torchmetrics classes live in ``bleu``, ``rouge``, ``cider``
-and ``meteor``.
+CIDEr-D share one integer encoding of the set. This module imports neither torch nor torchmetrics
+(the command-line evaluator imports it); the per-metric torchmetrics classes live in ``bleu``,
+``rouge``, ``cider`` and ``meteor``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from vlmtrain.metrics.functional._captions import CaptionSet, prepare_captions
 from vlmtrain.metrics.functional.bleu import bleu_counts, corpus_bleu
 from vlmtrain.metrics.functional.cider import cider_per_image
-from vlmtrain.metrics.functional.meteor import MeteorScorer, default_jvms
+from vlmtrain.metrics.functional.meteor import MeteorScorer, default_jvms, use_restricted_table
 from vlmtrain.metrics.functional.rouge import rouge_l_per_image
 
 __all__ = ["CAPTION_KEYS", "caption_scores"]
@@ -84,8 +84,9 @@ def caption_scores(
     own_scorer = None
     if "meteor" in keys and meteor_scorer is None:
         # Started before the n-gram metrics: the JVMs load while Python computes those.
+        restrict_to = (preds, refs) if use_restricted_table(len(preds)) else None
         own_scorer = meteor_scorer = MeteorScorer(jvms or default_jvms(len(preds)),
-                                                  restrict_to=(preds, refs))
+                                                  restrict_to=restrict_to)
     try:
         job = meteor_scorer.submit(preds, refs) if "meteor" in keys else None
         try:

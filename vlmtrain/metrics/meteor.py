@@ -32,8 +32,10 @@ class Meteor(Metric):
     Args:
         tokenize: PTB-tokenize in :meth:`compute`, as the COCO evaluation does.
         keep_jvm: keep the JVM(s) running between :meth:`compute` calls (one process-wide
-            scorer per setting, closed at exit), so later evaluations skip the JVM start and
-            the paraphrase-table load (several seconds each). False: start and stop per call.
+            scorer per setting with the full paraphrase table, ~0.6 GB, closed at exit), so
+            later evaluations skip the JVM start and the table load (several seconds each).
+            False: per call, a new JVM with a table restricted to the captions (faster for a
+            single evaluation), stopped afterwards.
         jvms: JVMs to shard over (default: by set size for a fresh scorer, 1 when kept).
         java: Java executable (default ``$VLMTRAIN_JAVA`` or ``java``).
     """

@@ -243,7 +243,11 @@ def _count_ngrams(words: Words, n: int) -> tuple[Ngrams, ...]:
 
 
 def _count_per_sentence(sent: np.ndarray, gram: np.ndarray, size: int) -> Ngrams:
-    keys, count = np.unique(sent * size + gram, return_counts=True)
+    # np.unique(..., return_counts=True) spelled out: a plain sort is about twice as fast.
+    keys = np.sort(sent * size + gram)
+    first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))[: len(keys)])
+    count = np.diff(np.append(first, len(keys)))
+    keys = keys[first]
     return Ngrams(keys // size, keys % size, count.astype(np.int64), size)
 
 

@@ -101,7 +101,8 @@ class MeteorJvm:
             )
         except OSError as err:
             self._stderr.close()
-            raise MeteorNotInstalledError(f"cannot run Java {install.java!r} for METEOR: {err}")
+            raise MeteorNotInstalledError(
+                f"cannot run Java {install.java!r} for METEOR: {err}") from err
         self.stdin, self.stdout = self._proc.stdin, self._proc.stdout
 
     @property

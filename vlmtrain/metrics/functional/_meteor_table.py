@@ -82,11 +82,20 @@ def cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "vlmtrain") / "meteor"
 
 
+def _index_folder(table: Path) -> Path:
+    stat = table.stat()
+    return cache_dir() / f"paraphrase-v{_CACHE_VERSION}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
+def index_ready(table: Path) -> bool:
+    """Whether the cached index of ``table`` exists (no build needed)."""
+    return (_index_folder(table) / "done").exists()
+
+
 def load_table(table: Path) -> ParaphraseTable | None:
     """The parsed ``table``, from the cache (built on first use); None if it cannot be parsed
     the way the jar reads it (then the full table must be used)."""
-    stat = table.stat()
-    folder = cache_dir() / f"paraphrase-v{_CACHE_VERSION}-{stat.st_size}-{int(stat.st_mtime)}"
+    folder = _index_folder(table)
     if not (folder / "done").exists():
         _log.warning("meteor: indexing the paraphrase table once into %s (about 20 s, 2 GB of "
                      "memory; later runs reuse it)", folder)

@@ -22,6 +22,7 @@ are arbitrarily wide. This module imports neither torch nor torchmetrics.
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 
 from vlmtrain.metrics.functional._captions import CaptionSet, prepare_captions
