@@ -35,8 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DATA = Path(os.environ.get("VLMTRAIN_FLICKR8K_CAPTIONS",
-                           "/work/shared/data/flickr8k_captions.jsonl"))
+# shared/ sits beside the repository checkout.
+DATA = Path(os.environ.get(
+    "VLMTRAIN_FLICKR8K_CAPTIONS",
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k_captions.jsonl",
+))
 NGRAM_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l", "cider")
 TOLERANCE = 1e-9
 TARGETS = {"tokenize+BLEU+ROUGE-L+CIDEr-D": 10.0, "METEOR": 2.0, "whole process": 5.0}
