@@ -55,3 +55,14 @@ def test_weights_change_and_val_loss_drops(tmp_path):
     # 40 steps teach the answer format (end-of-turn, answer vocabulary) before answers are
     # right, so the teacher-forced token accuracy is the metric that must have moved
     assert final["val/token_accuracy"] > initial["val/token_accuracy"] + 0.2, (initial, final)
+
+
+def test_secrets_are_redacted_from_logged_config_and_argv():
+    from vlmtrain.tracking.wandb import redact, redact_argv
+
+    cfg = {"logger": {"wandb": {"api_key": "k1", "project": "p"}}, "hf_token": "t", "lr": 1e-3,
+           "nested": [{"password": "x"}]}
+    assert redact(cfg) == {"logger": {"wandb": {"api_key": "***", "project": "p"}},
+                           "hf_token": "***", "lr": 1e-3, "nested": [{"password": "***"}]}
+    assert redact_argv(["prog", "+wandb_api_key=abc", "lr=1", "+x.secret=s"]) == [
+        "prog", "+wandb_api_key=***", "lr=1", "+x.secret=***"]

@@ -51,8 +51,10 @@ def user_error(exc: BaseException) -> str | None:
 
 
 def _task(cfg: DictConfig) -> float | None:
+    from vlmtrain.tracking.wandb import redact_argv
     from vlmtrain.train import train  # heavy imports after Hydra parsed the command line
 
+    sys.argv = redact_argv(sys.argv)  # loggers record argv; secrets must not reach them
     try:
         metrics = train(cfg)
     except Exception as exc:  # noqa: BLE001 -- user errors become one line, bugs keep traces

@@ -59,3 +59,16 @@ def redact(config: Any) -> Any:
     if isinstance(config, (list, tuple)):
         return [redact(v) for v in config]
     return config
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """Command-line overrides with secret-looking values masked (``+wandb_api_key=***``).
+
+    W&B records ``sys.argv`` in each run's metadata; Hydra has parsed it by the time a run
+    starts, so the process's argv can be masked before any logger sees it.
+    """
+    out = []
+    for arg in argv:
+        key, sep, _ = arg.partition("=")
+        out.append(f"{key}=***" if sep and _SECRET.search(key) else arg)
+    return out
