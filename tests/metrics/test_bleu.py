@@ -6,18 +6,15 @@ against the Java one), so no Java is needed here.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from pycocoevalcap.bleu.bleu import Bleu as CocoBleu
 
+from tests.metrics.conftest import leave_one_out
 from vlmtrain.metrics.bleu import Bleu, bleu, sentence_bleu
-from vlmtrain.metrics.ptb import tokenize, tokenize_groups
 
-DATA = Path(__file__).parent / "data" / "flickr8k_300.jsonl"
 KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4")
 
 # (candidate, references): edge cases pycocoevalcap must agree on.
@@ -32,21 +29,12 @@ HAND_CASES = [
 ]
 
 
-def _leave_one_out(n: int = 300) -> tuple[list[str], list[list[str]]]:
-    rows = [json.loads(line) for line in DATA.open(encoding="utf-8")][:n]
-    return [r["captions"][0] for r in rows], [r["captions"][1:] for r in rows]
-
 
 def _coco(preds: list[str], refs: list[list[str]]) -> tuple[list[float], list[list[float]]]:
     gts = {i: list(r) for i, r in enumerate(refs)}
     res = {i: [p] for i, p in enumerate(preds)}
     return CocoBleu(4).compute_score(gts, res, verbose=0)
 
-
-@pytest.fixture(scope="module")
-def flickr() -> tuple[list[str], list[list[str]]]:
-    preds, refs = _leave_one_out()
-    return tokenize(preds), tokenize_groups(refs)
 
 
 def test_flickr8k_subset_equals_pycocoevalcap(flickr):
@@ -119,7 +107,7 @@ def test_bad_inputs_name_the_record(predictions, references, error, match):
 
 
 def test_metric_in_batches_equals_functional():
-    preds, refs = _leave_one_out(120)
+    preds, refs = leave_one_out(120)
     metric = Bleu()
     for lo in range(0, 120, 50):
         metric.update(preds[lo : lo + 50], refs[lo : lo + 50])

@@ -3,35 +3,17 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import pytest
 
+from tests.metrics.conftest import leave_one_out
 from vlmtrain.metrics.bleu import bleu
 from vlmtrain.metrics.caption import CAPTION_KEYS, caption_scores
 from vlmtrain.metrics.cider import cider_d
 from vlmtrain.metrics.meteor import MeteorNotInstalledError
 from vlmtrain.metrics.rouge import rouge_l
 
-DATA = Path(__file__).parent / "data" / "flickr8k_300.jsonl"
+pytestmark = pytest.mark.usefixtures("machine_meteor_index")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _machine_meteor_index():
-    """Reuse the machine's METEOR paraphrase index (it only mirrors the jar's table) instead of
-    building it (10-20 s, 2 GB) in each test session's temporary cache."""
-    patch = pytest.MonkeyPatch()
-    default = Path.home() / ".cache" / "vlmtrain" / "meteor"
-    patch.setenv("VLMTRAIN_METEOR_CACHE", os.environ.get("VLMTRAIN_METEOR_CACHE") or str(default))
-    yield
-    patch.undo()
-
-
-def _leave_one_out(n: int) -> tuple[list[str], list[list[str]]]:
-    rows = [json.loads(line) for line in DATA.open(encoding="utf-8")][:n]
-    return [r["captions"][0] for r in rows], [r["captions"][1:] for r in rows]
 
 
 def _coco_pipeline(preds: list[str], refs: list[list[str]]) -> dict[str, float]:
@@ -57,7 +39,7 @@ def _coco_pipeline(preds: list[str], refs: list[list[str]]) -> dict[str, float]:
 
 @pytest.mark.java
 def test_raw_captions_equal_pycocoevalcap_pipeline():
-    preds, refs = _leave_one_out(150)
+    preds, refs = leave_one_out(150)
     want = _coco_pipeline(preds, refs)
     got = caption_scores(preds, refs)
     assert list(got) == list(CAPTION_KEYS)
@@ -67,7 +49,7 @@ def test_raw_captions_equal_pycocoevalcap_pipeline():
 
 
 def test_ngram_metrics_equal_the_single_metric_functions():
-    preds, refs = _leave_one_out(200)
+    preds, refs = leave_one_out(200)
     got = caption_scores(preds, refs, metrics=("bleu", "rouge_l", "cider"))
     want = {**bleu(preds, refs), **rouge_l(preds, refs), **cider_d(preds, refs)}
     assert got == {k: want[k] for k in CAPTION_KEYS if k != "meteor"}

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from pycocoevalcap.cider.cider import Cider as CocoCider
 
+from tests.metrics.conftest import leave_one_out
 from vlmtrain.metrics.cider import CiderD, cider_d
 from vlmtrain.metrics.functional._captions import CaptionSet
 from vlmtrain.metrics.functional.cider import cider_per_image
-from vlmtrain.metrics.ptb import tokenize, tokenize_groups
-
-DATA = Path(__file__).parent / "data" / "flickr8k_300.jsonl"
 
 HAND_CASES = [
     ("", ["a dog runs on the grass", "the dog is running"]),  # empty candidate
@@ -29,21 +25,12 @@ HAND_CASES = [
 ]
 
 
-def _leave_one_out(n: int = 300) -> tuple[list[str], list[list[str]]]:
-    rows = [json.loads(line) for line in DATA.open(encoding="utf-8")][:n]
-    return [r["captions"][0] for r in rows], [r["captions"][1:] for r in rows]
-
 
 def _coco(preds: list[str], refs: list[list[str]]) -> tuple[float, np.ndarray]:
     gts = {i: list(r) for i, r in enumerate(refs)}
     res = {i: [p] for i, p in enumerate(preds)}
     return CocoCider().compute_score(gts, res)
 
-
-@pytest.fixture(scope="module")
-def flickr() -> tuple[list[str], list[list[str]]]:
-    preds, refs = _leave_one_out()
-    return tokenize(preds), tokenize_groups(refs)
 
 
 def test_flickr8k_subset_equals_pycocoevalcap(flickr):
@@ -109,7 +96,7 @@ def test_subset_scores_differ_from_full_set(flickr):
 
 
 def test_metric_in_batches_equals_functional():
-    preds, refs = _leave_one_out(120)
+    preds, refs = leave_one_out(120)
     metric = CiderD()
     for lo in range(0, 120, 50):
         metric.update(preds[lo : lo + 50], refs[lo : lo + 50])

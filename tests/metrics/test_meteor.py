@@ -7,7 +7,6 @@ error paths use a stand-in ``java`` and need no Java.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.metrics.conftest import leave_one_out
 from vlmtrain.metrics.functional.meteor import aggregate_stats, score_lines
 from vlmtrain.metrics.meteor import (
     Meteor,
@@ -23,9 +23,6 @@ from vlmtrain.metrics.meteor import (
     MeteorScorer,
     meteor,
 )
-from vlmtrain.metrics.ptb import tokenize, tokenize_groups
-
-DATA = Path(__file__).parent / "data" / "flickr8k_300.jsonl"
 
 HAND_CASES = [
     ("", ["a dog runs on the grass", "the dog is running"]),  # empty candidate
@@ -40,20 +37,8 @@ HAND_CASES = [
 PERFECT = ["a dog runs", "two cats sleep"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _machine_meteor_index():
-    """Reuse the machine's METEOR paraphrase index (it only mirrors the jar's table) instead of
-    building it (10-20 s, 2 GB) in each test session's temporary cache."""
-    patch = pytest.MonkeyPatch()
-    default = Path.home() / ".cache" / "vlmtrain" / "meteor"
-    patch.setenv("VLMTRAIN_METEOR_CACHE", os.environ.get("VLMTRAIN_METEOR_CACHE") or str(default))
-    yield
-    patch.undo()
+pytestmark = pytest.mark.usefixtures("machine_meteor_index")
 
-
-def _leave_one_out(n: int = 300) -> tuple[list[str], list[list[str]]]:
-    rows = [json.loads(line) for line in DATA.open(encoding="utf-8")][:n]
-    return [r["captions"][0] for r in rows], [r["captions"][1:] for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +57,6 @@ def coco():
     jvm.meteor_p.kill()
     jvm.meteor_p.wait()
 
-
-@pytest.fixture(scope="module")
-def flickr() -> tuple[list[str], list[list[str]]]:
-    preds, refs = _leave_one_out()
-    return tokenize(preds), tokenize_groups(refs)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +97,7 @@ def test_restricted_scorer_refuses_other_words(scorer):
 @pytest.mark.java
 def test_metric_in_batches_with_full_table_equals_restricted(scorer, flickr):
     """The Meteor class keeps a full-table JVM (any captions) across compute() calls."""
-    preds, refs = _leave_one_out(60)
+    preds, refs = leave_one_out(60)
     metric = Meteor()
     for lo in range(0, 60, 25):
         metric.update(preds[lo : lo + 25], refs[lo : lo + 25])
@@ -132,7 +112,7 @@ def test_metric_in_batches_with_full_table_equals_restricted(scorer, flickr):
 @pytest.mark.java
 def test_metric_without_kept_jvm_equals_functional(scorer, flickr):
     """keep_jvm=False: a JVM per compute() with a table restricted to the stored captions."""
-    preds, refs = _leave_one_out(20)
+    preds, refs = leave_one_out(20)
     metric = Meteor(keep_jvm=False)
     metric.update(preds, refs)
     assert float(metric.compute()["meteor"]) == meteor(

@@ -3,9 +3,7 @@ bit-parallel LCS against the textbook dynamic programme."""
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +11,10 @@ import torch
 from pycocoevalcap.rouge.rouge import Rouge as CocoRouge
 from pycocoevalcap.rouge.rouge import my_lcs
 
+from tests.metrics.conftest import leave_one_out
 from vlmtrain.metrics.functional.rouge import lcs_lengths
 from vlmtrain.metrics.ptb import tokenize, tokenize_groups
 from vlmtrain.metrics.rouge import RougeL, rouge_l
-
-DATA = Path(__file__).parent / "data" / "flickr8k_300.jsonl"
 
 HAND_CASES = [
     ("", ["a dog runs on the grass", "the dog is running"]),  # empty candidate: [""] vs refs
@@ -31,10 +28,6 @@ HAND_CASES = [
 ]
 
 
-def _leave_one_out(n: int = 300) -> tuple[list[str], list[list[str]]]:
-    rows = [json.loads(line) for line in DATA.open(encoding="utf-8")][:n]
-    return [r["captions"][0] for r in rows], [r["captions"][1:] for r in rows]
-
 
 def _coco(preds: list[str], refs: list[list[str]]) -> tuple[float, np.ndarray]:
     gts = {i: list(r) for i, r in enumerate(refs)}
@@ -43,7 +36,7 @@ def _coco(preds: list[str], refs: list[list[str]]) -> tuple[float, np.ndarray]:
 
 
 def test_flickr8k_subset_equals_pycocoevalcap():
-    preds, refs = _leave_one_out()
+    preds, refs = leave_one_out()
     preds, refs = tokenize(preds), tokenize_groups(refs)
     want, _ = _coco(preds, refs)
     assert rouge_l(preds, refs, tokenize=False)["rouge_l"] == pytest.approx(want, abs=1e-9, rel=0)
@@ -91,7 +84,7 @@ def test_bit_parallel_lcs_equals_dynamic_programme():
 
 
 def test_metric_in_batches_equals_functional():
-    preds, refs = _leave_one_out(120)
+    preds, refs = leave_one_out(120)
     metric = RougeL()
     for lo in range(0, 120, 50):
         metric.update(preds[lo : lo + 50], refs[lo : lo + 50])
