@@ -66,3 +66,19 @@ def test_secrets_are_redacted_from_logged_config_and_argv():
                            "hf_token": "***", "lr": 1e-3, "nested": [{"password": "***"}]}
     assert redact_argv(["prog", "+wandb_api_key=abc", "lr=1", "+x.secret=s"]) == [
         "prog", "+wandb_api_key=***", "lr=1", "+x.secret=***"]
+
+
+def test_epoch_reaches_the_training_dataset():
+    from types import SimpleNamespace
+
+    from vlmtrain.data.datamodule import VLMDataModule
+    from vlmtrain.data.shapes import ShapesDataset
+    from vlmtrain.module import VLMModule
+
+    data = ShapesDataset("caption", "train", size=4, image_size=48)
+    first = data[0].target
+    dm = VLMDataModule(train=data, processor=SimpleNamespace(tokenizer=SimpleNamespace(
+        pad_token_id=0, eos_token_id=0)), family=object())
+    VLMModule.on_train_epoch_start(SimpleNamespace(trainer=SimpleNamespace(datamodule=dm),
+                                                   current_epoch=1))
+    assert data.epoch == 1 and data[0].target != first

@@ -82,6 +82,13 @@ class VLMModule(L.LightningModule):
             self.log(f"{stage}/{key}", value, batch_size=bs, sync_dist=stage != "train")
         return out
 
+    def on_train_epoch_start(self) -> None:
+        # Datasets whose targets depend on the epoch (captions rotate through their references)
+        # are told the epoch here; Lightning has no datamodule hook for it.
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self._step(batch, "train")
         opt = self.optimizers(use_pl_optimizer=False)

@@ -70,7 +70,8 @@ class VLMDataModule(L.LightningDataModule):
         return DataLoader(
             self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, drop_last=True,
             collate_fn=self.train_collator, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            # not persistent: workers hold a copy of the dataset, and set_epoch must reach it
+            persistent_workers=False,
         )
 
     def val_dataloader(self) -> DataLoader | list:
