@@ -11,7 +11,8 @@ from PIL import Image
 from tests.conftest import run_vlmtrain
 
 SIZES = ["data.val.size=16", "data.batch_size=8", "data.eval_batch_size=16"]
-SMALL = ["data.train.datasets.0.size=16", "data.train.datasets.1.size=48", *SIZES]  # sft_vqa
+SMALL = ["data.train.datasets.0.size=16", "data.train.datasets.1.size=16",
+         "data.train.datasets.2.size=48", *SIZES]  # sft_vqa: the three stages
 SMALL_CAPTION = ["data.train.size=64", *SIZES]
 
 

@@ -34,6 +34,48 @@ def test_unmasked_labels_decode_to_answer_plus_end_of_turn(tiny_vlm, task):
         assert torch.equal(batch["input_ids"][i][mask], learned)
 
 
+def test_followup_turns_learn_every_answer_and_no_question(tiny_vlm):
+    samples = [ShapesDataset("vqa", "train", size=4, image_size=48, questions_per_image=4)[i]
+               for i in range(4)]
+    batch = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256)(samples)
+    tok, eot = tiny_vlm.processor.tokenizer, _end_of_turn(tiny_vlm)
+    for i, sample in enumerate(samples):
+        answers = [sample.target] + [a for _, a in sample.followups]
+        learned = batch["labels"][i][batch["labels"][i] != -100]
+        assert _decode_turns(tok, learned, eot) == [a + eot for a in answers]
+        text = tok.decode(batch["input_ids"][i][batch["attention_mask"][i].bool()],
+                          skip_special_tokens=False)
+        for question, answer in sample.followups:  # each question precedes its answer
+            assert f"{question}" in text and text.index(question) < text.rindex(answer + eot)
+    single = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256, with_generation=True)(
+        [dataclasses.replace(s, followups=()) for s in samples])
+    # the first turn is laid out exactly as without follow-ups (what generation sees)
+    for i in range(len(samples)):
+        n = int(single["attention_mask"][i].sum())
+        assert torch.equal(batch["input_ids"][i][:n], single["input_ids"][i][:n])
+        for key in tiny_vlm.family.aligned_inputs:
+            assert torch.equal(batch[key][i][:n], single[key][i][:n])
+
+
+def test_followup_turns_that_do_not_fit_are_dropped_whole(tiny_vlm):
+    sample = ShapesDataset("vqa", "train", size=1, image_size=48, questions_per_image=4)[0]
+    full = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 512)([sample])
+    length = int(full["attention_mask"].sum())
+    short = VLMCollator(tiny_vlm.processor, tiny_vlm.family, length - 1)([sample])
+    tok, eot = tiny_vlm.processor.tokenizer, _end_of_turn(tiny_vlm)
+    learned = short["labels"][0][short["labels"][0] != -100]
+    answers = [sample.target] + [a for _, a in sample.followups[:2]]
+    assert _decode_turns(tok, learned, eot) == [a + eot for a in answers]
+
+
+def _decode_turns(tok, ids, eot: str) -> list[str]:
+    """Decode label ids turn by turn (each turn ends with the end-of-turn token)."""
+    eot_id = tok.convert_tokens_to_ids(eot)
+    ends = [i + 1 for i, t in enumerate(ids.tolist()) if t == eot_id]
+    starts = [0, *ends[:-1]]
+    return [tok.decode(ids[a:b], skip_special_tokens=False) for a, b in zip(starts, ends)]
+
+
 def test_image_and_padding_tokens_are_never_labelled(tiny_vlm):
     batch = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256)(_samples())
     image_id = tiny_vlm.processor.image_token_id

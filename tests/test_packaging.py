@@ -45,7 +45,8 @@ def test_installed_wheel_runs_from_another_folder(tmp_path):
     assert probe.stdout.strip().startswith(str(target)), probe.stdout
     result = subprocess.run(
         [sys.executable, "-m", "vlmtrain", "+recipe=sft_vqa", "trainer=fast_dev_run", "logger=csv",
-         "data.train.datasets.0.size=8", "data.train.datasets.1.size=24", "data.val.size=8", "data.batch_size=8",
+         "data.train.datasets.0.size=8", "data.train.datasets.1.size=8",
+         "data.train.datasets.2.size=24", "data.val.size=8", "data.batch_size=8",
          f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600,
     )

@@ -27,7 +27,8 @@ def _cfg(*overrides: str):
 
 
 def test_weights_change_and_val_loss_drops(tmp_path):
-    cfg = _cfg("data.train.datasets.0.size=0", "data.train.datasets.1.size=1024", "data.val.size=32", "data.batch_size=16",
+    cfg = _cfg("data.train.datasets.0.size=0", "data.train.datasets.1.size=0",
+               "data.train.datasets.2.size=1024", "data.val.size=32", "data.batch_size=16",
                "data.eval_batch_size=32", "optim.scheduler.num_warmup_steps=5")
     L.seed_everything(0)
     vlm = instantiate(cfg.model)

@@ -157,6 +157,24 @@ def test_vqa_answers_match_the_pixels() -> None:
         assert sample.target == sample.meta["answer"]
 
 
+def test_followup_questions_are_about_the_same_pixels() -> None:
+    multi = ShapesDataset("vqa", "val", size=300, questions_per_image=6)
+    single = ShapesDataset("vqa", "val", size=300)
+    types: Counter = Counter()
+    for i, sample in enumerate(multi):
+        check_sample(sample)
+        # the first turn is the sample without follow-ups, bit for bit
+        assert _digest(sample) == _digest(single[i])
+        assert len(sample.followups) == 5
+        scene = _observed_scene(sample.image)
+        for question, answer in sample.followups:
+            assert answer == _truth(question, scene), (sample.id, question)
+            types[next(q for q in QTYPES if answer in answer_space(q, 3))] += 1
+    assert set(types) == set(QTYPES)  # every question type shows up as a follow-up
+    with pytest.raises(ValueError, match="questions_per_image"):
+        ShapesDataset("caption", questions_per_image=2)
+
+
 def test_vqa_references_and_balance() -> None:
     data = ShapesDataset("vqa", "val", size=3000)
     answers: dict[str, Counter] = {q: Counter() for q in QTYPES}
@@ -299,6 +317,8 @@ def test_check_sample_names_the_record_and_the_fix() -> None:
         check_sample(_sample(task="preference", rejected="2"))
     with pytest.raises(ValueError, match="unknown task 'qa'"):
         check_sample(_sample(task="qa"))
+    with pytest.raises(ValueError, match="vqa-train-000012 has a malformed turn 3 .*pair of non"):
+        check_sample(_sample(followups=(("How many?", "2"), ("Which colour?", ""))))
 
 
 def test_load_image_names_record_and_path(tmp_path: Path) -> None:

@@ -1,10 +1,13 @@
 """Turn samples into model batches: chat layout from the processor, answer-only labels.
 
-Layout per sample: ``prompt ids (with expanded image tokens) + answer ids + end-of-turn``.
+Layout per sample: ``prompt ids (with expanded image tokens) + answer ids + end-of-turn``, then for
+each follow-up turn (``Sample.followups``) the family's follow-up question text and its answer +
+end-of-turn.
 The prompt is tokenised by the processor exactly as generation sees it, the answer separately,
-and the two id lists are concatenated: the boundary is then identical at training and inference
-(joint BPE over prompt+answer could merge across it). Labels are -100 everywhere but the answer
-and its end-of-turn token, so prompt, padding and image tokens are never learned.
+and the id lists are concatenated: the boundary is then identical at training and inference
+(joint BPE over prompt+answer could merge across it). Labels are -100 everywhere but the answers
+and their end-of-turn tokens, so prompts, follow-up questions, padding and image tokens are never
+learned.
 """
 
 from __future__ import annotations
@@ -110,24 +113,17 @@ class VLMCollator:
         return kept
 
     def _assemble(self, samples: Sequence[Sample], enc: Any, prompts: list[Tensor]) -> dict:
-        tok = self.processor.tokenizer
-        answers = tok(
-            [self.family.answer_text(self.processor, s.target) for s in samples],
-            add_special_tokens=False,
-        )["input_ids"]
         aligned = [k for k in self.family.aligned_inputs if k in enc]
         rows, labels, extra = [], [], {k: [] for k in aligned}
-        for i, (prompt, answer) in enumerate(zip(prompts, answers)):
-            room = self.max_length - len(prompt)
-            if len(answer) > room:  # cut the answer's tail, keep its end-of-turn token
-                answer = answer[: room - 1] + answer[-1:]
-            answer = torch.tensor(answer, dtype=torch.long)
-            rows.append(torch.cat([prompt, answer]))
-            labels.append(torch.cat([torch.full_like(prompt, IGNORE_INDEX), answer]))
+        for i, (prompt, pieces) in enumerate(zip(prompts, self._response_pieces(samples))):
+            ids, supervised = _fit_response(pieces, self.max_length - len(prompt))
+            rows.append(torch.cat([prompt, ids]))
+            labels.append(torch.cat([torch.full_like(prompt, IGNORE_INDEX),
+                                     torch.where(supervised, ids, IGNORE_INDEX)]))
             mask = enc["attention_mask"][i].bool()
             for k in aligned:
                 fill = self.family.answer_type_id(k)
-                extra[k].append(torch.cat([enc[k][i][mask], torch.full_like(answer, fill)]))
+                extra[k].append(torch.cat([enc[k][i][mask], torch.full_like(ids, fill)]))
         batch = {
             "input_ids": _pad(rows, self.pad_id, "right"),
             "attention_mask": _pad([torch.ones_like(r) for r in rows], 0, "right"),
@@ -146,6 +142,46 @@ class VLMCollator:
             batch["ids"] = [s.id for s in samples]
             batch["prompts"] = [s.prompt for s in samples]
         return batch
+
+    def _response_pieces(self, samples: Sequence[Sample]) -> list[list[list[int]]]:
+        """Token ids of each sample's answer, then of each follow-up question and answer."""
+        fam, proc = self.family, self.processor
+        texts, counts = [], []
+        for s in samples:
+            texts.append(fam.answer_text(proc, s.target))
+            for question, answer in s.followups:
+                texts += [fam.followup_text(proc, question), fam.answer_text(proc, answer)]
+            counts.append(1 + 2 * len(s.followups))
+        ids = proc.tokenizer(texts, add_special_tokens=False)["input_ids"]  # one call per batch
+        out, start = [], 0
+        for n in counts:
+            out.append(ids[start:start + n])
+            start += n
+        return out
+
+
+def _fit_response(pieces: list[list[int]], room: int) -> tuple[Tensor, Tensor]:
+    """Ids after the prompt: answer + end-of-turn, then each follow-up turn, within ``room``.
+
+    Args:
+        pieces: ids of the answer, then of each follow-up question and its answer.
+        room: tokens left after the prompt.
+
+    Returns:
+        ``(ids, supervised)``, both ``(R,)``; supervised marks answer and end-of-turn tokens.
+        Follow-up turns that do not fit are dropped whole; a first answer that does not fit is
+        cut, keeping its end-of-turn token.
+    """
+    answer = pieces[0]
+    if len(answer) > room:  # cut the answer's tail, keep its end-of-turn token
+        answer = answer[: room - 1] + answer[-1:]
+    ids, supervised = list(answer), [True] * len(answer)
+    for question, reply in zip(pieces[1::2], pieces[2::2]):
+        if len(ids) + len(question) + len(reply) > room:
+            break
+        ids += question + reply
+        supervised += [False] * len(question) + [True] * len(reply)
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(supervised, dtype=torch.bool)
 
 
 def _pad(rows: Sequence[Tensor], value: int, side: str) -> Tensor:

@@ -34,6 +34,9 @@ class Sample:
         task: One of ``"caption" | "vqa" | "doc" | "preference" | "pair"``.
         rejected: Preference pairs only: a plausible wrong answer.
         meta: Free-form extras, e.g. ``{"qtype": "colour"}``.
+        followups: Further ``(question, answer)`` turns about the same image, after the first
+            (a multi-turn conversation). Training learns every answer; generation and metrics
+            use the first turn only.
     """
 
     id: str
@@ -44,6 +47,7 @@ class Sample:
     task: str
     rejected: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    followups: tuple[tuple[str, str], ...] = ()
 
 
 def _fail(sample_id: object, problem: str, fix: str) -> None:
@@ -91,6 +95,20 @@ def check_sample(sample: Sample) -> None:
         _fail(sid, f"has {len(bad)} empty or non-string reference(s)",
               "every reference must be a non-empty str")
     _check_rejected(sample)
+    _check_followups(sample)
+
+
+def _check_followups(sample: Sample) -> None:
+    turns = sample.followups
+    if not isinstance(turns, tuple):
+        _fail(sample.id, f"has followups of type {type(turns).__name__}",
+              "give follow-up turns as a tuple of (question, answer) pairs")
+    for n, turn in enumerate(turns, start=2):
+        ok = (isinstance(turn, tuple) and len(turn) == 2
+              and all(isinstance(t, str) and t.strip() for t in turn))
+        if not ok:
+            _fail(sample.id, f"has a malformed turn {n} ({turn!r})",
+                  "every follow-up turn must be a (question, answer) pair of non-empty str")
 
 
 def _check_rejected(sample: Sample) -> None:

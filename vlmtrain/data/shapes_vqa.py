@@ -136,6 +136,59 @@ def make_question(rng: random.Random, qtype: str, image_size: int, max_shapes: i
     raise ValueError(f"unknown VQA question type {qtype!r}; use one of {', '.join(QTYPES)}")
 
 
+def followup_question(rng: random.Random, qtype: str, shapes: list[Shape]) -> tuple[str, str]:
+    """Another question about an existing scene, and its answer.
+
+    The described object is always unique in the scene, as in :func:`make_question`; a type that
+    no object of the scene supports (no unique kind for ``colour``, no unique colour for
+    ``shape``) becomes ``count``. Answers follow the scene, so they are balanced only as far as
+    scenes are.
+
+    Args:
+        rng: Random generator of the sample.
+        qtype: One of :data:`QTYPES`.
+        shapes: The scene.
+
+    Returns:
+        ``(question, answer)``.
+    """
+    kinds = Counter(s.kind for s in shapes)
+    colours = Counter(s.colour for s in shapes)
+    pairs = Counter((s.kind, s.colour) for s in shapes)
+    if qtype == "colour":
+        pool = [s for s in shapes if kinds[s.kind] == 1]
+        if pool:
+            s = rng.choice(pool)
+            key = "colour_single" if len(shapes) == 1 and rng.random() < 0.5 else "colour"
+            return rng.choice(QUESTION_TEMPLATES[key]).format(kind=s.kind), s.colour
+    elif qtype == "shape":
+        pool = [s for s in shapes if colours[s.colour] == 1]
+        if pool:
+            s = rng.choice(pool)
+            return rng.choice(QUESTION_TEMPLATES["shape"]).format(colour=s.colour), s.kind
+    elif qtype in ("position", "size"):
+        pool = [s for s in shapes if pairs[(s.kind, s.colour)] == 1]
+        if pool:
+            s = rng.choice(pool)
+            if qtype == "size":
+                text = rng.choice(QUESTION_TEMPLATES["size"])
+                return text.format(colour=s.colour, kind=s.kind), s.size
+            axis = rng.choice(("h", "v"))
+            text = QUESTION_TEMPLATES[f"position_{axis}"][0].format(colour=s.colour, kind=s.kind)
+            return text, s.column_name if axis == "h" else s.row_name
+    elif qtype == "exists":
+        if rng.random() < 0.5:
+            kind, colour = rng.choice(sorted(pairs))
+        else:
+            absent = [(k, c) for k in KINDS for c in COLOURS if (k, c) not in pairs]
+            kind, colour = rng.choice(absent)
+        text = rng.choice(QUESTION_TEMPLATES["exists"]).format(colour=colour, kind=kind)
+        return text, "yes" if (kind, colour) in pairs else "no"
+    elif qtype != "count":
+        raise ValueError(f"unknown VQA question type {qtype!r}; use one of {', '.join(QTYPES)}")
+    return rng.choice(QUESTION_TEMPLATES["count"]), str(len(shapes))
+
+
 def annotator_answers(rng: random.Random, answer: str, noise_rate: float) -> tuple[str, ...]:
     """Ten annotator answers: all ``answer`` except, for a ``noise_rate`` fraction of
     questions, one or two annotators who give a synonym or a near-miss.

@@ -27,8 +27,11 @@ class Family(Protocol):
     def answer_text(self, processor: Any, answer: str) -> str:
         """The answer followed by the end-of-turn marker the model must learn to emit."""
 
+    def followup_text(self, processor: Any, prompt: str) -> str:
+        """The text between one answer's end-of-turn marker and the next answer."""
+
     def answer_type_id(self, name: str) -> int:
-        """The value of aligned input ``name`` on answer tokens."""
+        """The value of aligned input ``name`` on answer (and follow-up) tokens."""
 
 
 class Qwen2_5_VL:
@@ -58,6 +61,11 @@ class Qwen2_5_VL:
         # emit <|im_end|> (generation stops there), the newline after it is never predicted.
         return answer + "<|im_end|>"
 
+    def followup_text(self, processor: Any, prompt: str) -> str:
+        # ChatML: the newline the template puts after <|im_end|>, then a text-only user turn and
+        # the assistant header, exactly as the chat template renders a later turn.
+        return f"\n<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"
+
     def answer_type_id(self, name: str) -> int:
         return 0  # mm_token_type_ids: 0 = text
 
@@ -79,6 +87,12 @@ class PaliGemma:
 
     def answer_text(self, processor: Any, answer: str) -> str:
         return answer + processor.tokenizer.eos_token
+
+    def followup_text(self, processor: Any, prompt: str) -> str:
+        # PaliGemma has no chat format: a later question continues the causal suffix in the
+        # prefix's own layout ("question\n"), so the first turn stays exactly what generation
+        # sees and later turns add supervised answers about the same image.
+        return prompt + "\n"
 
     def answer_type_id(self, name: str) -> int:
         return 1

@@ -102,13 +102,15 @@ def build_tiny_qwen2_5_vl(
     vocab_size: int = 512,
     seed: int = 0,
     cache_dir: str | None = None,
+    merge_size: int = 2,
 ) -> str:
     """Build (or reuse) a tiny Qwen2.5-VL checkpoint folder and return its path.
 
     An ``image_size`` px square image becomes ``(image_size / patch_size)**2`` patches, merged
-    2x2 into ``(image_size / patch_size / 2)**2`` image tokens (16 with the defaults).
+    ``merge_size`` x ``merge_size`` into ``(image_size / patch_size / merge_size)**2`` image tokens
+    (16 with the defaults; the real models merge 2x2).
     """
-    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "qwen2_5_vl", "v": 2}
+    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "qwen2_5_vl", "v": 3}
 
     def build(out: Path) -> None:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -120,10 +122,10 @@ def build_tiny_qwen2_5_vl(
         ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
         pixels = image_size * image_size
         image_processor = Qwen2VLImageProcessor(
-            min_pixels=pixels, max_pixels=pixels, patch_size=patch_size, merge_size=2,
+            min_pixels=pixels, max_pixels=pixels, patch_size=patch_size, merge_size=merge_size,
             temporal_patch_size=2,
         )
-        video_processor = Qwen2VLVideoProcessor(patch_size=patch_size, merge_size=2)
+        video_processor = Qwen2VLVideoProcessor(patch_size=patch_size, merge_size=merge_size)
         processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
                                         video_processor=video_processor,
                                         chat_template=QWEN_CHAT_TEMPLATE)
@@ -140,7 +142,7 @@ def build_tiny_qwen2_5_vl(
             vision_config=dict(
                 depth=vision_depth, hidden_size=vision_hidden_size,
                 intermediate_size=2 * vision_hidden_size, num_heads=vision_heads,
-                patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2,
+                patch_size=patch_size, spatial_merge_size=merge_size, temporal_patch_size=2,
                 window_size=image_size, out_hidden_size=hidden_size,
                 fullatt_block_indexes=[vision_depth - 1],
             ),
@@ -177,7 +179,7 @@ def build_tiny_paligemma(
     the processor adds PaliGemma's 1,152 location/segmentation tokens to the vocabulary, as the
     real one does.
     """
-    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 2}
+    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 3}
 
     def build(out: Path) -> None:
         from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
