@@ -227,7 +227,9 @@ def _run_group(group: str, workdir: Path) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory):
+def ddp_results(tmp_path_factory, machine_meteor_index):
+    # machine_meteor_index: the METEOR ranks (forked, same environment) load a restricted
+    # paraphrase table in under a second instead of the full one (~15 s each).
     cache: dict[str, tuple[Path, dict]] = {}
 
     def get(group: str) -> tuple[Path, dict]:

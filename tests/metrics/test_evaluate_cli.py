@@ -308,6 +308,7 @@ def test_caption_ngram_metrics_both_reference_formats(caption_files, ref_format)
 
 @pytest.mark.java
 @pytest.mark.slow
+@pytest.mark.usefixtures("machine_meteor_index")  # restricted paraphrase table: fast JVM start
 def test_caption_default_metrics_include_meteor(caption_files):
     from vlmtrain.metrics.caption import caption_scores
 

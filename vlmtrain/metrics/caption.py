@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vlmtrain.metrics.functional._captions import CaptionSet, prepare_captions
+from vlmtrain.metrics.functional._captions import CaptionSet, encode_set, prepare_captions
 from vlmtrain.metrics.functional.bleu import bleu_counts, corpus_bleu
 from vlmtrain.metrics.functional.cider import cider_per_image
 from vlmtrain.metrics.functional.meteor import MeteorScorer, default_jvms, use_restricted_table
@@ -90,7 +90,7 @@ def caption_scores(
     try:
         job = meteor_scorer.submit(preds, refs) if "meteor" in keys else None
         try:
-            scores = _ngram_scores(CaptionSet(preds, refs), keys)
+            scores = _ngram_scores(encode_set(preds, refs), keys)
         finally:
             if job is not None:  # always collected, so a reused scorer is free again
                 meteor_value = job.result()

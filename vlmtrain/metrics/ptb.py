@@ -251,17 +251,38 @@ def tokenize(texts: Sequence[str]) -> list[str]:
         N strings: each caption's lower-cased tokens joined by single spaces, punctuation tokens
         dropped (``"A dog's toy (red)."`` -> ``"a dog 's toy -lrb- red -rrb-"``).
     """
-    lines, out = _clean(texts), []
+    lines = _clean(texts)
+    out = _tier1(lines)
     for i, line in enumerate(lines):
-        if _PLAIN.fullmatch(line):  # tier 1
-            words = line.lower().split()
-            if words and words[-1] == ".":
-                words.pop()
-            if _ASSIMILATIONS.isdisjoint(words):
-                out.append(" ".join(words))
-                continue
-        tier = _tier3 if _SPANNING.search(line) else _tier2
-        out.append(tier(line, _follow(lines, i)))
+        if out[i] is None:
+            tier = _tier3 if _SPANNING.search(line) else _tier2
+            out[i] = tier(line, _follow(lines, i))
+    return out
+
+
+def _tier1(lines: list[str]) -> list[str | None]:
+    """Captions of letters and spaces (and a final " ."): their lower-cased words, the final "."
+    dropped; None for the other captions. The plain captions are handled together as one
+    newline-joined text (string methods over it instead of a Python loop per caption)."""
+    out: list[str | None] = [None] * len(lines)
+    plain = [i for i, line in enumerate(lines) if _PLAIN.fullmatch(line)]
+    if not plain:
+        return out
+    text = "\n".join([lines[i] for i in plain]).lower()
+    while "  " in text:
+        text = text.replace("  ", " ")
+    # One space at most is left at either end of a line; then a final " ." goes (a lone "."
+    # below).
+    text = text.replace("\n ", "\n").replace(" \n", "\n").strip(" ") + "\n"
+    text = text.replace(" .\n", "\n")
+    words = [w if w != "." else "" for w in text[:-1].split("\n")]
+    skip = set()
+    for word in _ASSIMILATIONS:  # the lexer splits these words ("cannot" -> "can not"): tier 2
+        if word in text:
+            skip.update(k for k, w in enumerate(words) if word in w.split(" "))
+    for k, (i, line) in enumerate(zip(plain, words)):
+        if k not in skip:
+            out[i] = line
     return out
 
 

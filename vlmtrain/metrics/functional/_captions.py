@@ -10,9 +10,11 @@ of string tuples. This module imports neither torch nor torchmetrics.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +38,8 @@ def check_caption_inputs(
         ValueError: lengths differ, the set is empty, or a reference list is empty.
         TypeError: a container is a bare string or a caption is not a ``str``.
     """
+    if _well_formed(predictions, references):
+        return
     if isinstance(predictions, str) or isinstance(references, str):
         raise TypeError(
             f"{metric}: predictions and references must be lists (one entry per image), not a "
@@ -65,6 +69,19 @@ def check_caption_inputs(
                 )
 
 
+def _well_formed(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> bool:
+    """The common case, checked with C-level loops: lists of str and non-empty lists of str.
+
+    False sends the inputs to the per-record checks, which name the first bad record.
+    """
+    if type(predictions) not in (list, tuple) or type(references) not in (list, tuple):
+        return False
+    return (0 < len(predictions) == len(references)
+            and set(map(type, predictions)) == {str}
+            and set(map(type, references)) <= {list, tuple} and all(map(len, references))
+            and set(map(type, chain.from_iterable(references))) == {str})
+
+
 def prepare_captions(
     predictions: Sequence[str],
     references: Sequence[Sequence[str]],
@@ -88,12 +105,61 @@ def prepare_captions(
         ``(predictions, references)`` as new lists.
     """
     check_caption_inputs(predictions, references, metric)
+    preds, refs = list(predictions), [list(r) for r in references]
     if not tokenize:
-        return list(predictions), [list(r) for r in references]
-    from vlmtrain.metrics.ptb import tokenize as ptb_tokenize  # lazy: only when asked for
-    from vlmtrain.metrics.ptb import tokenize_groups
+        return preds, refs
+    tokens = _remembered("tokens", preds, refs)
+    if tokens is None:
+        from vlmtrain.metrics.ptb import tokenize as ptb_tokenize  # lazy: only when asked for
+        from vlmtrain.metrics.ptb import tokenize_groups
 
-    return ptb_tokenize(predictions), tokenize_groups(references)
+        tokens = (ptb_tokenize(preds), tokenize_groups(refs))
+        _remember("tokens", preds, refs, tokens)
+    return list(tokens[0]), [list(r) for r in tokens[1]]
+
+
+# One-entry memos: consecutive calls on the same captions share the work. The caption metric
+# classes of one collection (Bleu, RougeL, CiderD) each tokenize and encode the same stored
+# captions in compute(), and BLEU and CIDEr-D count the same n-grams. Only the latest set is
+# kept (the next different one replaces it); captions are compared by value, and the memo holds
+# its own lists, so a caller changing its lists afterwards cannot alter it.
+_LAST: dict[str, tuple[list[str], list[list[str]], Any]] = {}
+_LAST_LOCK = threading.Lock()
+
+
+def _remembered(kind: str, predictions: list[str], references: list[list[str]]) -> Any:
+    with _LAST_LOCK:
+        last = _LAST.get(kind)
+    if last is not None and last[0] == predictions and last[1] == references:
+        return last[2]
+    return None
+
+
+def _remember(kind: str, predictions: list[str], references: list[list[str]], value: Any) -> None:
+    with _LAST_LOCK:
+        _LAST[kind] = (list(predictions), [list(r) for r in references], value)
+
+
+def forget_shared_sets() -> None:
+    """Drop the remembered tokenization and encoding (to time a metric from scratch, or to free
+    the memory of a large set)."""
+    with _LAST_LOCK:
+        _LAST.clear()
+
+
+def encode_set(predictions: list[str], references: list[list[str]]) -> CaptionSet:
+    """The :class:`CaptionSet` of tokenized captions, shared with the previous call when the
+    captions are equal (its words and n-gram counts are then computed once for all metrics).
+
+    Args:
+        predictions: N tokenized candidate captions.
+        references: N lists of tokenized reference captions.
+    """
+    corpus = _remembered("set", predictions, references)
+    if corpus is None:
+        corpus = CaptionSet(predictions, references)
+        _remember("set", predictions, references, corpus)
+    return corpus
 
 
 @dataclass(frozen=True)

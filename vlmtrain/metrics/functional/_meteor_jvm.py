@@ -6,23 +6,30 @@ over JVMs and how statistics are summed): this file knows processes, pipes and f
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 METEOR_JAR = "meteor-1.5.jar"
 PARAPHRASES = Path("data", "paraphrase-en.gz")
-# pycocoevalcap's arguments, verbatim.
-METEOR_ARGS = ("-jar", "-Xmx2G", METEOR_JAR, "-", "-", "-stdio", "-l", "en", "-norm")
+# pycocoevalcap's arguments, except "-lower" for "-norm": the SCORE lines arrive normalised by
+# the exact Python port of the jar's normaliser (``_meteor_norm``); "-norm" is "normalise, then
+# lower-case", "-lower" is "lower-case" (MeteorScorer.setNormalize(2) and (1)).
+METEOR_ARGS = ("-jar", "-Xmx2G", METEOR_JAR, "-", "-", "-stdio", "-l", "en", "-lower")
 # JVM tuning for a short run; neither option changes any computed number (Java arithmetic is
 # fully specified), and the tests compare against pycocoevalcap's default JVM:
 # * the serial collector halves the resident memory (~0.6 GB instead of ~1.2 GB), same speed;
 # * stopping at the C1 compiler (no C2) cuts the CPU time of scoring thousands of captions by
-#   about 40%: C2's compile threads cost more than its faster code saves in a run this short.
+#   about 40% (Flickr8k, one JVM: 5.3 s instead of 12.6 s of CPU): C2's compile threads cost
+#   more than its faster code saves in a run this short.
+# (A class-data-sharing archive does not help: the jar's classes are Java 5 bytecode, which
+# CDS does not archive.)
 JAVA_OPTIONS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 ENV_JAVA = "VLMTRAIN_JAVA"
 
@@ -82,12 +89,13 @@ def locate_meteor(java: str | None = None) -> MeteorInstall:
 
 
 class MeteorJvm:
-    """``java -jar -Xmx2G meteor-1.5.jar - - -stdio -l en -norm`` in the jar's folder.
+    """``java -jar -Xmx2G meteor-1.5.jar - - -stdio -l en -lower`` in the jar's folder.
 
     Args:
         install: from :func:`locate_meteor`.
         paraphrases: paraphrase table to load instead of the jar's ``data/paraphrase-en.gz``
-            (``-a``; a restricted copy, see ``_meteor_table``).
+            (``-a``; a restricted copy, see ``_meteor_table``), a file or a named pipe that
+            :meth:`feed_table` fills.
     """
 
     def __init__(self, install: MeteorInstall, paraphrases: Path | None = None) -> None:
@@ -104,6 +112,29 @@ class MeteorJvm:
             raise MeteorNotInstalledError(
                 f"cannot run Java {install.java!r} for METEOR: {err}") from err
         self.stdin, self.stdout = self._proc.stdin, self._proc.stdout
+
+    def feed_table(self, fifo: Path, data: bytes) -> None:
+        """Write the paraphrase table into ``fifo``, the named pipe this JVM was started to read
+        it from (``paraphrases``). Meant for a background thread: the JVM boots meanwhile.
+
+        The pipe is opened without blocking, retried until the JVM opens its end, so a JVM that
+        dies or is closed first cannot hang this thread; a write cut short that way is dropped
+        (scoring then reports the JVM's own error).
+        """
+        fd = None
+        while fd is None:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as err:
+                if err.errno != errno.ENXIO or self._proc.poll() is not None:
+                    return  # no reader will come (JVM gone, pipe removed)
+                time.sleep(0.002)
+        os.set_blocking(fd, True)
+        try:
+            with os.fdopen(fd, "wb") as pipe:
+                pipe.write(data)
+        except OSError:  # BrokenPipeError: the JVM died or was closed while reading
+            pass
 
     @property
     def usable(self) -> bool:

@@ -30,6 +30,7 @@ import numpy as np
 from vlmtrain.metrics.functional._captions import (
     CaptionSet,
     candidate_entries,
+    encode_set,
     lookup,
     prepare_captions,
     reference_max_counts,
@@ -129,7 +130,7 @@ def bleu(
         0.7165
     """
     preds, refs = prepare_captions(predictions, references, tokenize, "bleu")
-    return corpus_bleu(bleu_counts(CaptionSet(preds, refs)))
+    return corpus_bleu(bleu_counts(encode_set(preds, refs)))
 
 
 def sentence_bleu(
@@ -148,5 +149,5 @@ def sentence_bleu(
         ``{"bleu_1": [N floats], ..., "bleu_4": [N floats]}``.
     """
     preds, refs = prepare_captions(predictions, references, tokenize, "bleu")
-    scores = sentence_bleu_from_counts(bleu_counts(CaptionSet(preds, refs)))
+    scores = sentence_bleu_from_counts(bleu_counts(encode_set(preds, refs)))
     return {f"bleu_{k + 1}": scores[:, k].tolist() for k in range(MAX_N)}

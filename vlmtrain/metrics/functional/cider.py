@@ -31,6 +31,7 @@ import numpy as np
 from vlmtrain.metrics.functional._captions import (
     CaptionSet,
     candidate_entries,
+    encode_set,
     lookup,
     prepare_captions,
 )
@@ -118,4 +119,4 @@ def cider_d(
         ``{"cider": float}`` (>= 0, typically up to ~10; x10 scaling as in pycocoevalcap).
     """
     preds, refs = prepare_captions(predictions, references, tokenize, "cider")
-    return {"cider": float(np.mean(cider_per_image(CaptionSet(preds, refs), sigma)))}
+    return {"cider": float(np.mean(cider_per_image(encode_set(preds, refs), sigma)))}

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vlmtrain.metrics.functional._captions import CaptionSet, prepare_captions
+from vlmtrain.metrics.functional._captions import CaptionSet, encode_set, prepare_captions
 
 BETA = 1.2
 _WORD = 64
@@ -159,4 +159,4 @@ def rouge_l(
         0.8496
     """
     preds, refs = prepare_captions(predictions, references, tokenize, "rouge_l")
-    return {"rouge_l": float(np.mean(rouge_l_per_image(CaptionSet(preds, refs))))}
+    return {"rouge_l": float(np.mean(rouge_l_per_image(encode_set(preds, refs))))}
