@@ -52,6 +52,19 @@ def test_short_run_writes_config_logs_checkpoint_and_hf_model(tmp_path):
         assert b"abc123-do-not-log" not in path.read_bytes(), path
 
 
+def test_final_weights_are_validated_when_steps_do_not_align(tmp_path):
+    # Validation every 4 steps, 6 steps in all: the summary must describe the step-6 weights.
+    result = run_vlmtrain("+recipe=sft_vqa", "logger=csv", "trainer.max_steps=6",
+                          "trainer.val_check_interval=4", f"hydra.run.dir={tmp_path}", *SMALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    col, step = header.index("val/exact_match"), header.index("step")
+    val_steps = [int(r.split(",")[step]) for r in rows[1:] if r.split(",")[col]]
+    assert len(val_steps) == 2 and val_steps[0] < val_steps[1], rows
+    assert "final validation at step 6" in result.stderr + result.stdout
+
+
 def test_cfg_job_prints_resolved_recipe():
     result = run_vlmtrain("+recipe=sft_vqa", "--cfg", "job")
     assert result.returncode == 0, result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from vlmtrain.data.collate import VLMCollator
@@ -73,6 +74,16 @@ def test_save_pretrained_from_pretrained_round_trip(tiny_vlm, tmp_path):
         b = again.model(**_model_inputs(again_batch)).logits
     tiny_vlm.model.train()
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_tiny_paligemma_embedding_tying_survives_from_pretrained(tie):
+    # The twin unties its embeddings by default (see build_tiny_paligemma); tied stays available
+    # and both load back through from_pretrained as saved.
+    vlm = load_vlm(build_tiny_paligemma(image_size=48, tie_word_embeddings=tie), PaliGemma())
+    out, inp = vlm.model.get_output_embeddings().weight, vlm.model.get_input_embeddings().weight
+    assert (out.data_ptr() == inp.data_ptr()) is tie
+    assert vlm.model.config.tie_word_embeddings is tie
 
 
 def test_lora_trains_only_adapters_on_language_model(tmp_path):

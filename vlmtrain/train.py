@@ -40,6 +40,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(hparams)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    evaluator = next((c for c in callbacks if isinstance(c, GenerationEval)), None)
+    if (evaluator is not None and datamodule.val_set is not None and not trainer.interrupted
+            and evaluator.last_step != trainer.global_step):
+        # max_steps is rarely a multiple of val_check_interval: without this the summary (and
+        # the value a sweeper optimises) would describe the weights of the last validation,
+        # not the final ones that are exported.
+        log.info("final validation at step %d", trainer.global_step)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1}
     if trainer.is_global_zero:
@@ -49,7 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             hf_model=next((c.saved for c in callbacks if isinstance(c, SaveHFModel)), None),
             output_dir=cfg.paths.output_dir,
             loggers=trainer.loggers,
-            samples=next((c.samples for c in callbacks if isinstance(c, GenerationEval)), []),
+            samples=evaluator.samples if evaluator is not None else [],
             skipped=datamodule.skipped,
         )
     return metrics

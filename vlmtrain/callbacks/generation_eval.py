@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import Metric
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,14 @@ class GenerationEval(L.Callback):
         self.log_samples = log_samples
         self.samples: list[dict[str, Any]] = []
         self.last: dict[str, float] = {}
+        self.last_step: int | None = None  # global step of the latest generation metrics
         self._runs = 0
         self._active = False
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._active = not trainer.sanity_checking and self._runs % self.every_n_val == 0
+        # A stand-alone validate() (e.g. the final one after fit) always generates.
+        self._active = not trainer.sanity_checking and (
+            trainer.state.fn == TrainerFn.VALIDATING or self._runs % self.every_n_val == 0)
         if not trainer.sanity_checking:
             self._runs += 1
         for metric in self.metrics.values():
@@ -82,6 +86,7 @@ class GenerationEval(L.Callback):
         for key, value in values.items():
             pl_module.log(f"val/{key}", value.float(), prog_bar=True, sync_dist=False)
         self.last = {k: float(v) for k, v in values.items()}
+        self.last_step = trainer.global_step
         self._log_table(trainer)
 
     def _log_table(self, trainer: L.Trainer) -> None:

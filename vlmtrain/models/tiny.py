@@ -172,12 +172,15 @@ def build_tiny_paligemma(
     vocab_size: int = 512,
     seed: int = 0,
     cache_dir: str | None = None,
+    tie_word_embeddings: bool = False,
 ) -> str:
     """Build (or reuse) a tiny PaliGemma checkpoint folder and return its path.
 
     SigLIP turns the image into ``(image_size / patch_size)**2`` tokens (16 with the defaults);
     the processor adds PaliGemma's 1,152 location/segmentation tokens to the vocabulary, as the
-    real one does.
+    real one does. The released PaliGemma ties its input and output embeddings; the twin, trained
+    from random init, does not by default (``tie_word_embeddings``): tied, a two-layer model that
+    copies a question word forward also predicts it ("What colour is the circle?" -> "circle").
     """
     spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 3}
 
@@ -207,9 +210,11 @@ def build_tiny_paligemma(
                 intermediate_size=2 * hidden_size, num_hidden_layers=num_layers,
                 num_attention_heads=num_heads, num_key_value_heads=num_heads, head_dim=head_dim,
                 max_position_embeddings=1024, pad_token_id=tok.pad_token_id,
+                tie_word_embeddings=tie_word_embeddings,
                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
             ),
             image_token_index=processor.image_token_id, vocab_size=len(tok),
+            tie_word_embeddings=tie_word_embeddings,
             projection_dim=hidden_size, hidden_size=hidden_size,
         )
         torch.manual_seed(seed)
