@@ -157,22 +157,79 @@ def test_vqa_answers_match_the_pixels() -> None:
         assert sample.target == sample.meta["answer"]
 
 
-def test_followup_questions_are_about_the_same_pixels() -> None:
-    multi = ShapesDataset("vqa", "val", size=300, questions_per_image=6)
+@pytest.mark.parametrize("mode", ["fresh", "independent"])
+def test_followup_questions_are_about_the_same_pixels(mode: str) -> None:
+    multi = ShapesDataset("vqa", "val", size=300, questions_per_image=6, followups=mode)
     single = ShapesDataset("vqa", "val", size=300)
     types: Counter = Counter()
+    lengths: Counter = Counter()
     for i, sample in enumerate(multi):
         check_sample(sample)
         # the first turn is the sample without follow-ups, bit for bit
         assert _digest(sample) == _digest(single[i])
-        assert len(sample.followups) == 5
+        # a small scene can run out of facts not yet told; independent turns never run out
+        assert 1 <= len(sample.followups) <= 5 if mode == "fresh" else len(sample.followups) == 5
         scene = _observed_scene(sample.image)
         for question, answer in sample.followups:
             assert answer == _truth(question, scene), (sample.id, question)
             types[next(q for q in QTYPES if answer in answer_space(q, 3))] += 1
+        lengths[len(sample.followups)] += 1
     assert set(types) == set(QTYPES)  # every question type shows up as a follow-up
+    assert lengths[5] > 0.5 * len(multi)
     with pytest.raises(ValueError, match="questions_per_image"):
         ShapesDataset("caption", questions_per_image=2)
+    with pytest.raises(ValueError, match="followups mode 'fersh'"):
+        ShapesDataset("vqa", questions_per_image=2, followups="fersh")
+
+
+def _fact(question: str, answer: str, scene: list[dict]) -> tuple[str, int | None, bool]:
+    """What a turn asks, about which shape (index in ``scene``), and whether the turn says that
+    shape's colour and kind together (in the question, or through the answer)."""
+    colours, kinds = "|".join(COLOURS), "|".join(KINDS)
+    described = re.search(rf"\b({colours}) ({kinds})\b", question)
+    pair = described.groups() if described else None
+    if question.startswith("How many"):
+        return "count", None, False
+    if question.startswith("Is there"):
+        hit = [i for i, s in enumerate(scene) if (s["colour"], s["kind"]) == pair]
+        return f"exists {pair}", hit[0] if hit else None, bool(hit)
+    if "colour" in question:
+        kind = re.search(rf"\b({kinds})\b", question)
+        (i,) = [i for i, s in enumerate(scene) if kind is None or s["kind"] == kind.group(1)]
+        return "colour", i, True
+    if "shape is" in question:
+        (i,) = [i for i, s in enumerate(scene) if s["colour"] == re.search(
+            rf"\b({colours})\b", question).group(1)]
+        return "shape", i, True
+    (i,) = [i for i, s in enumerate(scene) if (s["colour"], s["kind"]) == pair]
+    axis = "h" if "left" in question else "v" if "top" in question else "size"
+    return axis, i, True
+
+
+def test_followups_cannot_be_answered_from_earlier_turns() -> None:
+    """A conversation never asks what it has already said: no fact twice, and no colour or shape
+    question about a shape whose colour and kind an earlier turn said together."""
+    data = ShapesDataset("vqa", "train", size=400, questions_per_image=6, followups="fresh")
+    told = 0
+    for sample in ShapesDataset("vqa", "train", size=400, questions_per_image=6,
+                                followups="independent"):  # the leak this guards against
+        earlier = f"{sample.prompt} {sample.target}"
+        for question, answer in sample.followups:
+            told += answer in earlier.replace("?", " ").split()
+            earlier += f" {question} {answer}"
+    assert told > 0.25 * 400 * 5
+    for sample in data:
+        scene = _observed_scene(sample.image)
+        named: set[int] = set()
+        asked: set[tuple[str, int | None]] = set()
+        for question, answer in [(sample.prompt, sample.target), *sample.followups]:
+            kind, shape, names = _fact(question, answer, scene)
+            assert (kind, shape) not in asked, (sample.id, question)
+            if kind in ("colour", "shape") or kind.startswith("exists"):
+                assert shape is None or shape not in named, (sample.id, question, "told before")
+            asked.add((kind, shape))
+            if names:
+                named.add(shape)
 
 
 def test_vqa_references_and_balance() -> None:

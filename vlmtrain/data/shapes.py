@@ -42,15 +42,16 @@ from vlmtrain.data.shapes_doc import (
     make_doc_question,
     styled,
 )
+from vlmtrain.data.shapes_followups import FOLLOWUP_MODES, FollowupPlanner, followup_question
 from vlmtrain.data.shapes_render import SPLITS, background, render_scene, sample_scene
 from vlmtrain.data.shapes_vqa import (
     NEAR_MISSES,
     QTYPES,
     QUESTION_TEMPLATES,
     SYNONYMS,
+    Question,
     annotator_answers,
     chance_level,
-    followup_question,
     majority_answer,
     make_question,
     normalise_weights,
@@ -93,16 +94,21 @@ class ShapesDataset(Dataset[Sample]):
         noise_rate: Share of VQA questions where 1-2 of the 10 annotators deviate.
         caption_prompt: Prompt of ``caption`` samples.
         questions_per_image: ``vqa`` only: questions asked about each image, as one multi-turn
-            conversation (the first as without it, then ``questions_per_image - 1`` follow-ups
+            conversation (the first as without it, then up to ``questions_per_image - 1`` follow-ups
             of types drawn from ``question_types``). More supervised answers per rendered and
             encoded image: a cheap way to speed up learning. Keep 1 for evaluation splits.
+        followups: How follow-up turns are drawn: ``"fresh"`` (never answerable from what
+            earlier turns said; a small scene may run out, giving a shorter conversation) or
+            ``"independent"`` (each drawn on its own; a later turn may ask what an earlier turn
+            already told). See :mod:`vlmtrain.data.shapes_followups`.
     """
 
     def __init__(self, task: str = "vqa", split: str = "train", size: int = 1000, seed: int = 0,
                  image_size: int = 64, max_shapes: int = 3,
                  question_types: Mapping[str, float] | None = None, doc_image_size: int = 128,
                  doc_max_words: int = 4, noise_rate: float = 0.08,
-                 caption_prompt: str = CAPTION_PROMPT, questions_per_image: int = 1) -> None:
+                 caption_prompt: str = CAPTION_PROMPT, questions_per_image: int = 1,
+                 followups: str = "fresh") -> None:
         if task not in TASKS:
             raise ValueError(f"unknown shapes task {task!r}; use one of {', '.join(TASKS)}")
         if split not in SPLITS:
@@ -119,6 +125,9 @@ class ShapesDataset(Dataset[Sample]):
         if questions_per_image < 1 or (questions_per_image > 1 and task != "vqa"):
             raise ValueError(f"questions_per_image must be >= 1, and 1 unless task='vqa'; got "
                              f"{questions_per_image} for task {task!r}")
+        if followups not in FOLLOWUP_MODES:
+            raise ValueError(f"unknown followups mode {followups!r}; use one of "
+                             f"{', '.join(FOLLOWUP_MODES)}")
         if not 0.0 <= noise_rate <= 1.0:
             raise ValueError(f"noise_rate must be in [0, 1], got {noise_rate}")
         known = DOC_QTYPES if task == "doc" else QTYPES
@@ -129,7 +138,7 @@ class ShapesDataset(Dataset[Sample]):
         self.image_size, self.max_shapes = image_size, max_shapes
         self.doc_image_size, self.doc_max_words = doc_image_size, doc_max_words
         self.noise_rate, self.caption_prompt = noise_rate, caption_prompt
-        self.questions_per_image = questions_per_image
+        self.questions_per_image, self.followups = questions_per_image, followups
         self._qtypes, self._qweights = list(weights), list(weights.values())
         self.epoch = 0
 
@@ -171,10 +180,22 @@ class ShapesDataset(Dataset[Sample]):
         meta = {"qtype": qtype, "answer": question.answer, **question.meta,
                 "shapes": tuple(s.as_dict() for s in question.shapes)}
         # Drawn last, so the first turn is the same sample whatever questions_per_image is.
-        followups = tuple(followup_question(rng, self._qtype(rng), question.shapes)
-                          for _ in range(self.questions_per_image - 1))
+        followups = self._followups(rng, question)
         return Sample(sample_id, image, question.text, majority_answer(answers), answers,
                       self.task, rejected, meta, followups)
+
+    def _followups(self, rng: random.Random, question: Question) -> tuple[tuple[str, str], ...]:
+        if self.followups == "independent":
+            return tuple(followup_question(rng, self._qtype(rng), question.shapes)
+                         for _ in range(self.questions_per_image - 1))
+        planner, turns = FollowupPlanner(question), []
+        weights = dict(zip(self._qtypes, self._qweights, strict=True))
+        for _ in range(self.questions_per_image - 1):
+            turn = planner.next(rng, weights)
+            if turn is None:  # every fact of a small scene asked: a shorter conversation
+                break
+            turns.append(turn)
+        return tuple(turns)
 
     def _doc_sample(self, rng: random.Random, sample_id: str) -> Sample:
         qtype = self._qtype(rng)

@@ -68,6 +68,9 @@ class Question:
         answer: The true answer (single lowercase word).
         shapes: The scene.
         meta: Extras such as the axis of a position question.
+        target: The shape the question is about (``None`` for ``count`` and for ``exists``
+            questions whose answer is "no").
+        pair: ``(kind, colour)`` an ``exists`` question asks about.
     """
 
     qtype: str
@@ -75,6 +78,8 @@ class Question:
     answer: str
     shapes: list[Shape]
     meta: dict[str, Any] = field(default_factory=dict)
+    target: Shape | None = None
+    pair: tuple[str, str] | None = None
 
 
 def answer_space(qtype: str, max_shapes: int) -> tuple[str, ...]:
@@ -104,89 +109,37 @@ def make_question(rng: random.Random, qtype: str, image_size: int, max_shapes: i
         shapes, _ = sample_scene(rng, image_size, n)
         return Question(qtype, rng.choice(QUESTION_TEMPLATES["count"]), str(n), shapes)
     if qtype == "colour":
-        shapes, _ = sample_scene(rng, image_size, n, (kind, colour, None),
-                                 allow=lambda k, c: k != kind)
+        shapes, target = sample_scene(rng, image_size, n, (kind, colour, None),
+                                      allow=lambda k, c: k != kind)
         key = "colour_single" if n == 1 and rng.random() < 0.5 else "colour"
         return Question(qtype, rng.choice(QUESTION_TEMPLATES[key]).format(kind=kind), colour,
-                        shapes)
+                        shapes, target=target)
     if qtype == "shape":
-        shapes, _ = sample_scene(rng, image_size, n, (kind, colour, None),
-                                 allow=lambda k, c: c != colour)
+        shapes, target = sample_scene(rng, image_size, n, (kind, colour, None),
+                                      allow=lambda k, c: c != colour)
         text = rng.choice(QUESTION_TEMPLATES["shape"]).format(colour=colour)
-        return Question(qtype, text, kind, shapes)
+        return Question(qtype, text, kind, shapes, target=target)
     if qtype == "position":
         axis = rng.choice(("h", "v"))
         value = rng.randrange(3)
         cells = [(c, r) for c, r in CELLS if (c if axis == "h" else r) == value]
-        shapes, _ = sample_scene(rng, image_size, n, (kind, colour, None), cells, not_same)
+        shapes, target = sample_scene(rng, image_size, n, (kind, colour, None), cells, not_same)
         answer = (COLUMNS if axis == "h" else ROWS)[value]
         text = QUESTION_TEMPLATES[f"position_{axis}"][0].format(colour=colour, kind=kind)
-        return Question(qtype, text, answer, shapes, {"axis": axis})
+        return Question(qtype, text, answer, shapes, {"axis": axis}, target=target)
     if qtype == "size":
         size = rng.choice(SIZES)
-        shapes, _ = sample_scene(rng, image_size, n, (kind, colour, size), allow=not_same)
+        shapes, target = sample_scene(rng, image_size, n, (kind, colour, size), allow=not_same)
         text = rng.choice(QUESTION_TEMPLATES["size"]).format(colour=colour, kind=kind)
-        return Question(qtype, text, size, shapes)
+        return Question(qtype, text, size, shapes, target=target)
     if qtype == "exists":
         present = rng.random() < 0.5
         target = (kind, colour, None) if present else None
-        shapes, _ = sample_scene(rng, image_size, n, target, allow=not_same)
+        shapes, shape = sample_scene(rng, image_size, n, target, allow=not_same)
         text = rng.choice(QUESTION_TEMPLATES["exists"]).format(colour=colour, kind=kind)
-        return Question(qtype, text, "yes" if present else "no", shapes)
+        return Question(qtype, text, "yes" if present else "no", shapes, target=shape,
+                        pair=(kind, colour))
     raise ValueError(f"unknown VQA question type {qtype!r}; use one of {', '.join(QTYPES)}")
-
-
-def followup_question(rng: random.Random, qtype: str, shapes: list[Shape]) -> tuple[str, str]:
-    """Another question about an existing scene, and its answer.
-
-    The described object is always unique in the scene, as in :func:`make_question`; a type that
-    no object of the scene supports (no unique kind for ``colour``, no unique colour for
-    ``shape``) becomes ``count``. Answers follow the scene, so they are balanced only as far as
-    scenes are.
-
-    Args:
-        rng: Random generator of the sample.
-        qtype: One of :data:`QTYPES`.
-        shapes: The scene.
-
-    Returns:
-        ``(question, answer)``.
-    """
-    kinds = Counter(s.kind for s in shapes)
-    colours = Counter(s.colour for s in shapes)
-    pairs = Counter((s.kind, s.colour) for s in shapes)
-    if qtype == "colour":
-        pool = [s for s in shapes if kinds[s.kind] == 1]
-        if pool:
-            s = rng.choice(pool)
-            key = "colour_single" if len(shapes) == 1 and rng.random() < 0.5 else "colour"
-            return rng.choice(QUESTION_TEMPLATES[key]).format(kind=s.kind), s.colour
-    elif qtype == "shape":
-        pool = [s for s in shapes if colours[s.colour] == 1]
-        if pool:
-            s = rng.choice(pool)
-            return rng.choice(QUESTION_TEMPLATES["shape"]).format(colour=s.colour), s.kind
-    elif qtype in ("position", "size"):
-        pool = [s for s in shapes if pairs[(s.kind, s.colour)] == 1]
-        if pool:
-            s = rng.choice(pool)
-            if qtype == "size":
-                text = rng.choice(QUESTION_TEMPLATES["size"])
-                return text.format(colour=s.colour, kind=s.kind), s.size
-            axis = rng.choice(("h", "v"))
-            text = QUESTION_TEMPLATES[f"position_{axis}"][0].format(colour=s.colour, kind=s.kind)
-            return text, s.column_name if axis == "h" else s.row_name
-    elif qtype == "exists":
-        if rng.random() < 0.5:
-            kind, colour = rng.choice(sorted(pairs))
-        else:
-            absent = [(k, c) for k in KINDS for c in COLOURS if (k, c) not in pairs]
-            kind, colour = rng.choice(absent)
-        text = rng.choice(QUESTION_TEMPLATES["exists"]).format(colour=colour, kind=kind)
-        return text, "yes" if (kind, colour) in pairs else "no"
-    elif qtype != "count":
-        raise ValueError(f"unknown VQA question type {qtype!r}; use one of {', '.join(QTYPES)}")
-    return rng.choice(QUESTION_TEMPLATES["count"]), str(len(shapes))
 
 
 def annotator_answers(rng: random.Random, answer: str, noise_rate: float) -> tuple[str, ...]:
