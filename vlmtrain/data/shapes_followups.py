@@ -21,6 +21,25 @@ from vlmtrain.data.shapes_vqa import QTYPES, QUESTION_TEMPLATES, Question
 FOLLOWUP_MODES = ("fresh", "independent")
 
 
+def _ask(rng: random.Random, qtype: str, s: Shape, n_shapes: int,
+         axis: str = "h") -> tuple[str, str]:
+    """Word a ``colour | shape | size | position`` question about shape ``s``; its answer."""
+    if qtype == "colour":
+        key = "colour_single" if n_shapes == 1 and rng.random() < 0.5 else "colour"
+        return rng.choice(QUESTION_TEMPLATES[key]).format(kind=s.kind), s.colour
+    if qtype == "shape":
+        return rng.choice(QUESTION_TEMPLATES["shape"]).format(colour=s.colour), s.kind
+    if qtype == "size":
+        return rng.choice(QUESTION_TEMPLATES["size"]).format(colour=s.colour, kind=s.kind), s.size
+    text = QUESTION_TEMPLATES[f"position_{axis}"][0].format(colour=s.colour, kind=s.kind)
+    return text, s.column_name if axis == "h" else s.row_name
+
+
+def _ask_exists(rng: random.Random, kind: str, colour: str, present: bool) -> tuple[str, str]:
+    text = rng.choice(QUESTION_TEMPLATES["exists"]).format(colour=colour, kind=kind)
+    return text, "yes" if present else "no"
+
+
 class FollowupPlanner:
     """Follow-up questions about a scene that earlier turns of the conversation do not answer.
 
@@ -46,15 +65,18 @@ class FollowupPlanner:
         self.kinds = Counter(s.kind for s in self.shapes)
         self.colours = Counter(s.colour for s in self.shapes)
         self.pairs = Counter((s.kind, s.colour) for s in self.shapes)
+        # Shapes a question can describe by colour and kind without ambiguity.
+        self.unique = [s for s in self.shapes if self.pairs[(s.kind, s.colour)] == 1]
         facts = {"count": ("count",), "size": ("size", first.target),
                  "position": ("position", first.target, first.meta.get("axis")),
                  "exists": ("exists", first.pair)}
-        self.asked.add(facts.get(first.qtype, ()))
+        if first.qtype in facts:  # colour and shape questions tell a name, not a fact
+            self.asked.add(facts[first.qtype])
         if first.target is not None:
             self.named.add(first.target)
 
     def _options(self, qtype: str) -> list[tuple[Any, ...]]:
-        unique = [s for s in self.shapes if self.pairs[(s.kind, s.colour)] == 1]
+        unique = self.unique
         if qtype == "count":
             return [] if ("count",) in self.asked else [("count",)]
         if qtype == "colour":
@@ -93,23 +115,13 @@ class FollowupPlanner:
             self.asked.add(("exists", (kind, colour)))
             if present:
                 self.named.add(next(s for s in self.shapes if (s.kind, s.colour) == (kind, colour)))
-            text = rng.choice(QUESTION_TEMPLATES["exists"]).format(colour=colour, kind=kind)
-            return text, "yes" if present else "no"
+            return _ask_exists(rng, kind, colour, present)
         fact = rng.choice(options[qtype])
         self.asked.add(fact)
         if qtype == "count":
             return rng.choice(QUESTION_TEMPLATES["count"]), str(len(self.shapes))
-        s = fact[1]
-        self.named.add(s)
-        if qtype == "colour":
-            key = "colour_single" if len(self.shapes) == 1 and rng.random() < 0.5 else "colour"
-            return rng.choice(QUESTION_TEMPLATES[key]).format(kind=s.kind), s.colour
-        if qtype == "shape":
-            return rng.choice(QUESTION_TEMPLATES["shape"]).format(colour=s.colour), s.kind
-        if qtype == "size":
-            return rng.choice(QUESTION_TEMPLATES["size"]).format(colour=s.colour, kind=s.kind), s.size
-        text = QUESTION_TEMPLATES[f"position_{fact[2]}"][0].format(colour=s.colour, kind=s.kind)
-        return text, s.column_name if fact[2] == "h" else s.row_name
+        self.named.add(fact[1])
+        return _ask(rng, qtype, fact[1], len(self.shapes), *fact[2:])
 
 
 def followup_question(rng: random.Random, qtype: str, shapes: list[Shape]) -> tuple[str, str]:
@@ -134,32 +146,24 @@ def followup_question(rng: random.Random, qtype: str, shapes: list[Shape]) -> tu
     if qtype == "colour":
         pool = [s for s in shapes if kinds[s.kind] == 1]
         if pool:
-            s = rng.choice(pool)
-            key = "colour_single" if len(shapes) == 1 and rng.random() < 0.5 else "colour"
-            return rng.choice(QUESTION_TEMPLATES[key]).format(kind=s.kind), s.colour
+            return _ask(rng, qtype, rng.choice(pool), len(shapes))
     elif qtype == "shape":
         pool = [s for s in shapes if colours[s.colour] == 1]
         if pool:
-            s = rng.choice(pool)
-            return rng.choice(QUESTION_TEMPLATES["shape"]).format(colour=s.colour), s.kind
+            return _ask(rng, qtype, rng.choice(pool), len(shapes))
     elif qtype in ("position", "size"):
         pool = [s for s in shapes if pairs[(s.kind, s.colour)] == 1]
         if pool:
             s = rng.choice(pool)
-            if qtype == "size":
-                text = rng.choice(QUESTION_TEMPLATES["size"])
-                return text.format(colour=s.colour, kind=s.kind), s.size
-            axis = rng.choice(("h", "v"))
-            text = QUESTION_TEMPLATES[f"position_{axis}"][0].format(colour=s.colour, kind=s.kind)
-            return text, s.column_name if axis == "h" else s.row_name
+            axis = rng.choice(("h", "v")) if qtype == "position" else "h"
+            return _ask(rng, qtype, s, len(shapes), axis)
     elif qtype == "exists":
         if rng.random() < 0.5:
             kind, colour = rng.choice(sorted(pairs))
         else:
             absent = [(k, c) for k in KINDS for c in COLOURS if (k, c) not in pairs]
             kind, colour = rng.choice(absent)
-        text = rng.choice(QUESTION_TEMPLATES["exists"]).format(colour=colour, kind=kind)
-        return text, "yes" if (kind, colour) in pairs else "no"
+        return _ask_exists(rng, kind, colour, (kind, colour) in pairs)
     elif qtype != "count":
         raise ValueError(f"unknown VQA question type {qtype!r}; use one of {', '.join(QTYPES)}")
     return rng.choice(QUESTION_TEMPLATES["count"]), str(len(shapes))
