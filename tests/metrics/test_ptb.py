@@ -169,7 +169,12 @@ def _mismatches(texts: list[str], got: list[str], want: list[str]) -> str:
 
 @pytest.mark.java
 def test_all_flickr8k_captions_match_java():
-    assert FLICKR8K.is_file(), f"{FLICKR8K} not found: set VLMTRAIN_FLICKR8K_CAPTIONS"
+    if not FLICKR8K.is_file():
+        # The captions are public data kept beside the checkout, not in the repository. CI
+        # (.ci/run) requires them; a fresh clone elsewhere reports this as a named skip.
+        message = f"{FLICKR8K} not found: set VLMTRAIN_FLICKR8K_CAPTIONS to the Flickr8k captions"
+        assert not os.environ.get("VLMTRAIN_REQUIRE_SHARED_DATA"), message
+        pytest.skip(message)
     captions = [c for line in FLICKR8K.open(encoding="utf-8") for c in json.loads(line)["captions"]]
     assert len(captions) == 40_460
     start = time.perf_counter()
