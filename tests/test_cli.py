@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import run_vlmtrain
@@ -63,6 +64,10 @@ def test_final_weights_are_validated_when_steps_do_not_align(tmp_path):
     val_steps = [int(r.split(",")[step]) for r in rows[1:] if r.split(",")[col]]
     assert len(val_steps) == 2 and val_steps[0] < val_steps[1], rows
     assert "final validation at step 6" in result.stderr + result.stdout
+    # last.ckpt holds the final weights too (resume continues from step 6, not step 4)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)
+    assert last["global_step"] == 6
 
 
 def test_cfg_job_prints_resolved_recipe():

@@ -10,14 +10,18 @@ from rich.table import Table
 
 def print_summary(
     metrics: dict[str, float],
-    checkpoint: str | None,
+    checkpoints: dict[str, str],
     hf_model: str | None,
     output_dir: str,
     loggers: list[Any],
     samples: list[dict[str, Any]],
     skipped: int = 0,
 ) -> None:
-    """Print a compact summary table to the terminal (rank 0 only)."""
+    """Print a compact summary table to the terminal (rank 0 only).
+
+    Args:
+        checkpoints: ``{"last": path, "best": path}`` (either may be missing).
+    """
     console = Console(stderr=False)
     table = Table(title="vlmtrain: run finished", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -25,7 +29,8 @@ def print_summary(
     for key in sorted(metrics):
         table.add_row(key, f"{metrics[key]:.4f}")
     table.add_row("output dir", output_dir)
-    table.add_row("checkpoint", checkpoint or "-")
+    for name in ("last", "best"):
+        table.add_row(f"{name} checkpoint", checkpoints.get(name, "-"))
     table.add_row("hf model", hf_model or "-")
     for logger in loggers:
         table.add_row(f"logs ({type(logger).__name__})", _logger_location(logger))

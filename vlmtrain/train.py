@@ -48,12 +48,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # not the final ones that are exported.
         log.info("final validation at step %d", trainer.global_step)
         trainer.validate(module, datamodule=datamodule, verbose=False)
+        _save_last_checkpoint(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1}
     if trainer.is_global_zero:
         print_summary(
             metrics=metrics,
-            checkpoint=_best_checkpoint(trainer),
+            checkpoints=_checkpoints(trainer),
             hf_model=next((c.saved for c in callbacks if isinstance(c, SaveHFModel)), None),
             output_dir=cfg.paths.output_dir,
             loggers=trainer.loggers,
@@ -63,9 +64,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _best_checkpoint(trainer: L.Trainer) -> str | None:
+def _save_last_checkpoint(trainer: L.Trainer) -> None:
+    """Write ``last.ckpt`` for the final weights.
+
+    ModelCheckpoint saves only at validations inside fit, so when ``max_steps`` falls between
+    two of them ``last.ckpt`` would hold older weights than the exported model and the final
+    metrics describe (and a resume would repeat those steps).
+    """
+    cb = trainer.checkpoint_callback
+    if cb is None or not cb.save_last or not cb.dirpath:
+        return
+    path = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
+    trainer.save_checkpoint(path)
+    cb.last_model_path = str(path)
+
+
+def _checkpoints(trainer: L.Trainer) -> dict[str, str]:
+    """``{"last": path, "best": path}``, as far as they exist (best: by the run's objective)."""
     cb = trainer.checkpoint_callback
     if cb is None:
-        return None
-    path: Any = cb.best_model_path or cb.last_model_path
-    return str(Path(path)) if path else None
+        return {}
+    paths: dict[str, Any] = {"last": cb.last_model_path, "best": cb.best_model_path}
+    return {name: str(Path(path)) for name, path in paths.items() if path}
