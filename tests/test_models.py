@@ -9,7 +9,7 @@ from vlmtrain.data.collate import VLMCollator
 from vlmtrain.data.shapes import ShapesDataset
 from vlmtrain.models.families import PaliGemma, Qwen2_5_VL
 from vlmtrain.models.hf import load_vlm
-from vlmtrain.models.tiny import build_tiny_paligemma, build_tiny_qwen2_5_vl
+from vlmtrain.models.tiny import build_tiny_paligemma, build_tiny_qwen2_5_vl, sincos_2d
 
 
 def _batch(vlm, n=4, generation=False):
@@ -121,3 +121,22 @@ def test_logits_only_at_supervised_positions_match_full_logits(tiny_vlm):
     reference = torch.nn.functional.cross_entropy(
         full[:, :-1].reshape(-1, full.shape[-1]), batch["labels"][:, 1:].reshape(-1))
     torch.testing.assert_close(masked_cross_entropy(kept, targets)[0], reference)
+
+
+def test_sincos_position_table_shares_rows_and_columns():
+    # Every cell of a column has the same column half (so "left" is one direction for all rows),
+    # and the 9 cells of a 3x3 grid get 9 different vectors.
+    table = sincos_2d(3, 128)
+    assert table.shape == (9, 128)
+    grid = table.reshape(3, 3, 128)
+    assert torch.equal(grid[0, :, 64:], grid[2, :, 64:])  # column half: same in every row
+    assert torch.equal(grid[:, 0, :64], grid[:, 1, :64])  # row half: same in every column
+    assert torch.cdist(table, table).add(torch.eye(9)).min() > 0.1
+
+
+def test_tiny_paligemma_sincos_position_init_survives_from_pretrained():
+    vlm = load_vlm(build_tiny_paligemma(image_size=48, position_init="sincos"), PaliGemma())
+    table = vlm.model.model.vision_tower.embeddings.position_embedding.weight
+    assert torch.equal(table.detach(), sincos_2d(3, table.shape[1]))
+    with pytest.raises(ValueError, match="position_init"):
+        build_tiny_paligemma(image_size=48, position_init="learned")

@@ -82,6 +82,28 @@ def _cached_build(name: str, spec: dict, build: Callable[[Path], None], cache_di
     return str(target)
 
 
+def sincos_2d(side: int, dim: int) -> torch.Tensor:
+    """2-D sine-cosine position table (MAE), row-major over a ``side x side`` patch grid.
+
+    Half the channels encode the row, half the column, so "left/middle/right" and
+    "top/centre/bottom" are the same direction in every row/column.
+
+    Returns:
+        ``(side * side, dim)``.
+    """
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    grid = torch.arange(side, dtype=torch.float32)
+    rows, cols = torch.meshgrid(grid, grid, indexing="ij")
+
+    def encode(pos: torch.Tensor) -> torch.Tensor:
+        angles = pos.reshape(-1, 1) * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    table = torch.cat([encode(rows), encode(cols)], dim=1)
+    return torch.nn.functional.pad(table, (0, dim - table.shape[1]))
+
+
 def _mrope_section(head_dim: int) -> list[int]:
     # Qwen2.5-VL splits half the rotary dims into (time, height, width) = (1/4, 3/8, 3/8).
     half = head_dim // 2
@@ -173,6 +195,7 @@ def build_tiny_paligemma(
     seed: int = 0,
     cache_dir: str | None = None,
     tie_word_embeddings: bool = False,
+    position_init: str = "random",
 ) -> str:
     """Build (or reuse) a tiny PaliGemma checkpoint folder and return its path.
 
@@ -181,7 +204,14 @@ def build_tiny_paligemma(
     real one does. The released PaliGemma ties its input and output embeddings; the twin, trained
     from random init, does not by default (``tie_word_embeddings``): tied, a two-layer model that
     copies a question word forward also predicts it ("What colour is the circle?" -> "circle").
+
+    ``position_init="sincos"`` starts SigLIP's learned position table as a 2-D sine-cosine grid
+    (:func:`sincos_2d`, as MAE does) instead of random numbers: cells of one column then share a
+    direction from the first step, which is what "on the left / at the top" questions read.
+    Trained from there like any other weight; the checkpoint carries it, so loading is unchanged.
     """
+    if position_init not in ("random", "sincos"):
+        raise ValueError(f"position_init must be 'random' or 'sincos', got {position_init!r}")
     spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 3}
 
     def build(out: Path) -> None:
@@ -219,6 +249,10 @@ def build_tiny_paligemma(
         )
         torch.manual_seed(seed)
         model = PaliGemmaForConditionalGeneration(config)
+        if position_init == "sincos":
+            table = model.model.vision_tower.embeddings.position_embedding.weight
+            with torch.no_grad():
+                table.copy_(sincos_2d(image_size // patch_size, vision_hidden_size))
         model.generation_config.eos_token_id = tok.eos_token_id
         model.generation_config.pad_token_id = tok.pad_token_id
         model.save_pretrained(out)
