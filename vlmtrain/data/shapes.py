@@ -139,6 +139,7 @@ class ShapesDataset(Dataset[Sample]):
         self.doc_image_size, self.doc_max_words = doc_image_size, doc_max_words
         self.noise_rate, self.caption_prompt = noise_rate, caption_prompt
         self.questions_per_image, self.followups = questions_per_image, followups
+        self._weights = weights  # question type -> weight, for the follow-up planner
         self._qtypes, self._qweights = list(weights), list(weights.values())
         self.epoch = 0
 
@@ -189,9 +190,8 @@ class ShapesDataset(Dataset[Sample]):
             return tuple(followup_question(rng, self._qtype(rng), question.shapes)
                          for _ in range(self.questions_per_image - 1))
         planner, turns = FollowupPlanner(question), []
-        weights = dict(zip(self._qtypes, self._qweights, strict=True))
         for _ in range(self.questions_per_image - 1):
-            turn = planner.next(rng, weights)
+            turn = planner.next(rng, self._weights)
             if turn is None:  # every fact of a small scene asked: a shorter conversation
                 break
             turns.append(turn)
