@@ -140,3 +140,12 @@ def test_tiny_paligemma_sincos_position_init_survives_from_pretrained():
     assert torch.equal(table.detach(), sincos_2d(3, table.shape[1]))
     with pytest.raises(ValueError, match="position_init"):
         build_tiny_paligemma(image_size=48, position_init="learned")
+
+
+def test_tiny_builders_reject_an_image_size_the_patches_do_not_divide(tmp_path):
+    # 48 px with 32 px patches would leave one token and half the image unseen; say so instead.
+    with pytest.raises(ValueError, match=r"image_size=48 is not a multiple of patch_size=32"):
+        build_tiny_paligemma(image_size=48, patch_size=32, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"multiple of patch_size x merge_size=32"):
+        build_tiny_qwen2_5_vl(image_size=48, patch_size=16, cache_dir=str(tmp_path))
+    assert not any(tmp_path.iterdir())  # nothing half-built is left in the cache

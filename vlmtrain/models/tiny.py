@@ -104,6 +104,17 @@ def sincos_2d(side: int, dim: int) -> torch.Tensor:
     return torch.nn.functional.pad(table, (0, dim - table.shape[1]))
 
 
+def _check_grid(image_size: int, step: int, what: str) -> None:
+    # A size that does not divide would be resized or cropped by the processor without a word,
+    # and the image tokens would no longer line up with the scene's 3x3 grid.
+    if image_size % step:
+        raise ValueError(
+            f"image_size={image_size} is not a multiple of {what}={step}: pick image_size and "
+            f"patch_size so that image_size / {what} is a whole number (e.g. image_size="
+            f"{3 * step} for a 3x3 grid of image tokens)"
+        )
+
+
 def _mrope_section(head_dim: int) -> list[int]:
     # Qwen2.5-VL splits half the rotary dims into (time, height, width) = (1/4, 3/8, 3/8).
     half = head_dim // 2
@@ -132,6 +143,7 @@ def build_tiny_qwen2_5_vl(
     ``merge_size`` x ``merge_size`` into ``(image_size / patch_size / merge_size)**2`` image tokens
     (16 with the defaults; the real models merge 2x2).
     """
+    _check_grid(image_size, patch_size * merge_size, "patch_size x merge_size")
     spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "qwen2_5_vl", "v": 3}
 
     def build(out: Path) -> None:
@@ -212,6 +224,7 @@ def build_tiny_paligemma(
     """
     if position_init not in ("random", "sincos"):
         raise ValueError(f"position_init must be 'random' or 'sincos', got {position_init!r}")
+    _check_grid(image_size, patch_size, "patch_size")
     spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 3}
 
     def build(out: Path) -> None:
