@@ -65,3 +65,20 @@ def test_model_configs_compose(model):
     if not model.startswith("tiny"):
         assert "/" in cfg.model.name_or_path and cfg.model.lora.r > 0
         assert cfg.model.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize(("model", "image_size", "readout_max_shapes"), [
+    ("tiny_qwen2_5_vl", 48, 1), ("tiny_paligemma", 96, 3), ("qwen2_5_vl_3b", 48, 3)])
+def test_schedule_sets_scene_size_and_readout_stage(model, image_size, readout_max_shapes):
+    # Each model config picks a schedule; the schedule's scene size and read-out stage must reach
+    # every shapes dataset (a stage left at another size would feed the model mismatched images).
+    cfg = _compose("+recipe=sft_vqa", f"model={model}")
+    OmegaConf.resolve(cfg)
+    assert cfg.image_size == image_size
+    captions, readout, mix = cfg.data.train.datasets
+    assert {captions.image_size, readout.image_size, mix.image_size,
+            cfg.data.val.image_size} == {image_size}
+    assert readout.max_shapes == readout_max_shapes and mix.max_shapes == cfg.data.val.max_shapes
+    if model.startswith("tiny"):
+        assert image_size // cfg.model.name_or_path.patch_size == 3 * (
+            2 if model == "tiny_qwen2_5_vl" else 1)  # Qwen merges 2x2 patches: 3x3 tokens
