@@ -68,7 +68,7 @@ def test_model_configs_compose(model):
 
 
 @pytest.mark.parametrize(("model", "image_size", "readout_max_shapes"), [
-    ("tiny_qwen2_5_vl", 48, 1), ("tiny_paligemma", 96, 3), ("qwen2_5_vl_3b", 48, 3)])
+    ("tiny_qwen2_5_vl", 48, 1), ("tiny_paligemma", 48, 3), ("qwen2_5_vl_3b", 48, 3)])
 def test_schedule_sets_scene_size_and_readout_stage(model, image_size, readout_max_shapes):
     # Each model config picks a schedule; the schedule's scene size and read-out stage must reach
     # every shapes dataset (a stage left at another size would feed the model mismatched images).
