@@ -80,5 +80,5 @@ def test_schedule_sets_scene_size_and_readout_stage(model, image_size, readout_m
             cfg.data.val.image_size} == {image_size}
     assert readout.max_shapes == readout_max_shapes and mix.max_shapes == cfg.data.val.max_shapes
     if model.startswith("tiny"):
-        assert image_size // cfg.model.name_or_path.patch_size == 3 * (
-            2 if model == "tiny_qwen2_5_vl" else 1)  # Qwen merges 2x2 patches: 3x3 tokens
+        merge = 2 if model == "tiny_qwen2_5_vl" else 1  # Qwen merges 2x2 patches into one token
+        assert image_size // (cfg.model.name_or_path.patch_size * merge) == 3  # 3x3 image tokens
