@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
 from vlmtrain.data.collate import VLMCollator
 from vlmtrain.data.shapes import ShapesDataset
@@ -140,6 +141,27 @@ def test_tiny_paligemma_sincos_position_init_survives_from_pretrained():
     assert torch.equal(table.detach(), sincos_2d(3, table.shape[1]))
     with pytest.raises(ValueError, match="position_init"):
         build_tiny_paligemma(image_size=48, position_init="learned")
+
+
+def test_tiny_paligemma_pixel_statistics_position_scale_and_mlp_width_survive_from_pretrained(
+        tmp_path):
+    # The shapes scenes are ~94% background: normalised with the data's own statistics an empty
+    # cell is ~0 and a shape is what stands out; the checkpoint's processor must carry that.
+    path = build_tiny_paligemma(image_size=48, position_init="sincos", position_scale=4.0,
+                                image_mean=[0.94] * 3, image_std=[0.15] * 3,
+                                vision_mlp_ratio=4, cache_dir=str(tmp_path))
+    vlm = load_vlm(path, PaliGemma())
+    assert vlm.model.config.vision_config.intermediate_size == 4 * 128
+    processor = vlm.processor.image_processor
+    assert list(processor.image_mean) == [0.94] * 3 and list(processor.image_std) == [0.15] * 3
+    background = Image.new("RGB", (48, 48), (240, 240, 240))  # 240 / 255 = 0.941
+    red = Image.new("RGB", (48, 48), (215, 30, 30))
+    assert processor(background, return_tensors="pt")["pixel_values"].abs().max() < 0.01
+    assert processor(red, return_tensors="pt")["pixel_values"][0, 1].mean() < -5
+    table = vlm.model.model.vision_tower.embeddings.position_embedding.weight
+    assert torch.allclose(table.detach(), 4.0 * sincos_2d(3, table.shape[1]))
+    with pytest.raises(ValueError, match="image_mean and image_std need 3 values"):
+        build_tiny_paligemma(image_size=48, image_std=[0.15, 0.0, 0.15], cache_dir=str(tmp_path))
 
 
 def test_tiny_builders_reject_an_image_size_the_patches_do_not_divide(tmp_path):

@@ -302,6 +302,19 @@ def test_captions_describe_every_shape_and_rotate() -> None:
     assert pair.prompt == "" and pair.target in pair.references and pair.task == "pair"
 
 
+def test_listing_names_every_shape_where_the_pixels_are() -> None:
+    data = ShapesDataset("caption", "val", size=150, image_size=48, caption_style="listing")
+    for sample in data:
+        check_sample(sample)
+        observed = _observed_scene(sample.image)  # reading order, measured from pixels only
+        expected = "; ".join(f"{ROWS[s['row']]} {COLUMNS[s['col']]}: {s['size']} {s['colour']} "
+                             f"{s['kind']}" for s in observed)
+        assert sample.target == expected and sample.references == (expected,), sample.id
+        assert sample.prompt == "Describe the shapes."
+    with pytest.raises(ValueError, match="caption_style.*references, listing"):
+        ShapesDataset("caption", caption_style="grid")
+
+
 def test_doc_pages_have_ink_where_the_words_are() -> None:
     for sample in ShapesDataset("doc", "val", size=150):
         check_sample(sample)

@@ -31,6 +31,7 @@ from vlmtrain.data.shapes_captions import (
     PICTURE_WORDS,
     POSITION_PHRASES,
     SIZE_WORDS,
+    listing,
     make_captions,
 )
 from vlmtrain.data.shapes_doc import (
@@ -61,6 +62,8 @@ from vlmtrain.data.shapes_vqa import (
 __all__ = ["ShapesDataset", "chance_level", "corpus_texts", "sample_rng"]
 
 CAPTION_PROMPT = "Describe the image."
+LISTING_PROMPT = "Describe the shapes."
+CAPTION_STYLES = ("references", "listing")
 
 
 def sample_rng(seed: int, split: str, task: str, index: int) -> random.Random:
@@ -92,7 +95,12 @@ class ShapesDataset(Dataset[Sample]):
         doc_image_size: Side of document pages in pixels.
         doc_max_words: Most words or numbers on one page (1..8).
         noise_rate: Share of VQA questions where 1-2 of the 10 annotators deviate.
-        caption_prompt: Prompt of ``caption`` samples.
+        caption_prompt: Prompt of ``caption`` samples (default: ``"Describe the image."``, or
+            ``"Describe the shapes."`` with ``caption_style="listing"``).
+        caption_style: ``caption`` only: ``"references"`` (5 reference captions, the target
+            rotating through them) or ``"listing"`` (one fixed-format target naming every
+            shape's cell, size, colour and kind in reading order; see
+            :func:`~vlmtrain.data.shapes_captions.listing`).
         questions_per_image: ``vqa`` only: questions asked about each image, as one multi-turn
             conversation (the first as without it, then up to ``questions_per_image - 1`` follow-ups
             of types drawn from ``question_types``). More supervised answers per rendered and
@@ -107,8 +115,8 @@ class ShapesDataset(Dataset[Sample]):
                  image_size: int = 64, max_shapes: int = 3,
                  question_types: Mapping[str, float] | None = None, doc_image_size: int = 128,
                  doc_max_words: int = 4, noise_rate: float = 0.08,
-                 caption_prompt: str = CAPTION_PROMPT, questions_per_image: int = 1,
-                 followups: str = "fresh") -> None:
+                 caption_prompt: str | None = None, questions_per_image: int = 1,
+                 followups: str = "fresh", caption_style: str = "references") -> None:
         if task not in TASKS:
             raise ValueError(f"unknown shapes task {task!r}; use one of {', '.join(TASKS)}")
         if split not in SPLITS:
@@ -128,6 +136,9 @@ class ShapesDataset(Dataset[Sample]):
         if followups not in FOLLOWUP_MODES:
             raise ValueError(f"unknown followups mode {followups!r}; use one of "
                              f"{', '.join(FOLLOWUP_MODES)}")
+        if caption_style not in CAPTION_STYLES:
+            raise ValueError(f"unknown caption_style {caption_style!r}; use one of "
+                             f"{', '.join(CAPTION_STYLES)}")
         if not 0.0 <= noise_rate <= 1.0:
             raise ValueError(f"noise_rate must be in [0, 1], got {noise_rate}")
         known = DOC_QTYPES if task == "doc" else QTYPES
@@ -137,7 +148,10 @@ class ShapesDataset(Dataset[Sample]):
         self.task, self.split, self.size, self.seed = task, split, size, seed
         self.image_size, self.max_shapes = image_size, max_shapes
         self.doc_image_size, self.doc_max_words = doc_image_size, doc_max_words
+        if caption_prompt is None:
+            caption_prompt = LISTING_PROMPT if caption_style == "listing" else CAPTION_PROMPT
         self.noise_rate, self.caption_prompt = noise_rate, caption_prompt
+        self.caption_style = caption_style
         self.questions_per_image, self.followups = questions_per_image, followups
         self._weights = weights  # question type -> weight, for the follow-up planner
         self._qtypes, self._qweights = list(weights), list(weights.values())
@@ -208,7 +222,10 @@ class ShapesDataset(Dataset[Sample]):
         n = rng.randint(1, self.max_shapes)
         shapes, _ = sample_scene(rng, self.image_size, n)
         image = render_scene(shapes, self.image_size, background(rng, self.split, 232, 250))
-        captions = make_captions(rng, shapes)
+        if self.caption_style == "listing":
+            captions = (listing(shapes),)
+        else:
+            captions = make_captions(rng, shapes)
         target = captions[(index + self.epoch) % len(captions)]
         prompt = self.caption_prompt if self.task == "caption" else ""
         meta = {"n_shapes": n, "shapes": tuple(s.as_dict() for s in shapes)}

@@ -119,6 +119,23 @@ CAPTION_TEMPLATES: tuple[Callable[[random.Random, Sequence[Shape]], str], ...] =
 )
 
 
+def listing(shapes: Sequence[Shape]) -> str:
+    """Every shape in reading order with its cell and all attributes, in one fixed format.
+
+    ``"top left: small red circle; centre middle: large blue square"``. One answer per scene
+    (no synonyms, no word-order choices): each item is read from one image token, found by its
+    cell, so every kind, colour, size and position in the scene is supervised in every sample.
+
+    Args:
+        shapes: The scene, in reading order (as :func:`sample_scene` returns it).
+
+    Returns:
+        The listing (lowercase).
+    """
+    return "; ".join(f"{s.row_name} {s.column_name}: {s.size} {s.colour} {s.kind}"
+                     for s in sorted(shapes, key=lambda s: (s.row, s.col)))
+
+
 def make_captions(rng: random.Random, shapes: Sequence[Shape]) -> tuple[str, ...]:
     """Five distinct captions, each from a different template, each naming every shape.
 

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -82,6 +82,14 @@ def _cached_build(name: str, spec: dict, build: Callable[[Path], None], cache_di
     return str(target)
 
 
+def _channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], ...]:
+    """Validate per-channel pixel statistics (RGB) and return them as plain float tuples."""
+    mean, std = tuple(float(x) for x in mean), tuple(float(x) for x in std)
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"image_mean and image_std need 3 values (RGB), std > 0; got {mean}, {std}")
+    return mean, std
+
+
 def sincos_2d(side: int, dim: int) -> torch.Tensor:
     """2-D sine-cosine position table (MAE), row-major over a ``side x side`` patch grid.
 
@@ -115,6 +123,11 @@ def _check_grid(image_size: int, step: int, what: str) -> None:
         )
 
 
+# Qwen2.5-VL's processor normalises with OpenAI CLIP's pixel statistics; SigLIP uses 0.5 / 0.5.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
 def _mrope_section(head_dim: int) -> list[int]:
     # Qwen2.5-VL splits half the rotary dims into (time, height, width) = (1/4, 3/8, 3/8).
     half = head_dim // 2
@@ -136,14 +149,18 @@ def build_tiny_qwen2_5_vl(
     seed: int = 0,
     cache_dir: str | None = None,
     merge_size: int = 2,
+    image_mean: Sequence[float] = CLIP_MEAN,
+    image_std: Sequence[float] = CLIP_STD,
 ) -> str:
     """Build (or reuse) a tiny Qwen2.5-VL checkpoint folder and return its path.
 
     An ``image_size`` px square image becomes ``(image_size / patch_size)**2`` patches, merged
     ``merge_size`` x ``merge_size`` into ``(image_size / patch_size / merge_size)**2`` image tokens
-    (16 with the defaults; the real models merge 2x2).
+    (16 with the defaults; the real models merge 2x2). ``image_mean`` / ``image_std`` (RGB) go
+    into the saved image processor; the defaults are Qwen2.5-VL's own (OpenAI CLIP's).
     """
     _check_grid(image_size, patch_size * merge_size, "patch_size x merge_size")
+    image_mean, image_std = _channel_stats(image_mean, image_std)
     spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "qwen2_5_vl", "v": 3}
 
     def build(out: Path) -> None:
@@ -157,7 +174,7 @@ def build_tiny_qwen2_5_vl(
         pixels = image_size * image_size
         image_processor = Qwen2VLImageProcessor(
             min_pixels=pixels, max_pixels=pixels, patch_size=patch_size, merge_size=merge_size,
-            temporal_patch_size=2,
+            temporal_patch_size=2, image_mean=list(image_mean), image_std=list(image_std),
         )
         video_processor = Qwen2VLVideoProcessor(patch_size=patch_size, merge_size=merge_size)
         processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
@@ -203,11 +220,15 @@ def build_tiny_paligemma(
     vision_hidden_size: int = 128,
     vision_depth: int = 2,
     vision_heads: int = 4,
+    vision_mlp_ratio: int = 2,
     vocab_size: int = 512,
     seed: int = 0,
     cache_dir: str | None = None,
     tie_word_embeddings: bool = False,
     position_init: str = "random",
+    position_scale: float = 1.0,
+    image_mean: Sequence[float] = (0.5, 0.5, 0.5),
+    image_std: Sequence[float] = (0.5, 0.5, 0.5),
 ) -> str:
     """Build (or reuse) a tiny PaliGemma checkpoint folder and return its path.
 
@@ -221,10 +242,15 @@ def build_tiny_paligemma(
     (:func:`sincos_2d`, as MAE does) instead of random numbers: cells of one column then share a
     direction from the first step, which is what "on the left / at the top" questions read.
     Trained from there like any other weight; the checkpoint carries it, so loading is unchanged.
+    ``position_scale`` multiplies that starting table. ``vision_mlp_ratio`` sets SigLIP's MLP
+    width as a multiple of ``vision_hidden_size``. ``image_mean`` / ``image_std`` (RGB) go into the
+    saved image processor (SigLIP's own are 0.5 / 0.5); e.g. the shapes scenes' background
+    (~0.94) as the mean makes an empty cell embed to ~0.
     """
     if position_init not in ("random", "sincos"):
         raise ValueError(f"position_init must be 'random' or 'sincos', got {position_init!r}")
     _check_grid(image_size, patch_size, "patch_size")
+    image_mean, image_std = _channel_stats(image_mean, image_std)
     spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 3}
 
     def build(out: Path) -> None:
@@ -235,7 +261,8 @@ def build_tiny_paligemma(
                         bos_token="<bos>", pad_token="<pad>", unk_token="<unk>")
         n_image_tokens = (image_size // patch_size) ** 2
         image_processor = SiglipImageProcessor(
-            size={"height": image_size, "width": image_size}, image_seq_length=n_image_tokens
+            size={"height": image_size, "width": image_size}, image_seq_length=n_image_tokens,
+            image_mean=list(image_mean), image_std=list(image_std),
         )
         image_processor.image_seq_length = n_image_tokens
         processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
@@ -244,7 +271,8 @@ def build_tiny_paligemma(
         config = PaliGemmaConfig(
             vision_config=dict(
                 model_type="siglip_vision_model", hidden_size=vision_hidden_size,
-                intermediate_size=2 * vision_hidden_size, num_hidden_layers=vision_depth,
+                intermediate_size=vision_mlp_ratio * vision_hidden_size,
+                num_hidden_layers=vision_depth,
                 num_attention_heads=vision_heads, image_size=image_size, patch_size=patch_size,
                 vision_use_head=False,
             ),
@@ -265,7 +293,8 @@ def build_tiny_paligemma(
         if position_init == "sincos":
             table = model.model.vision_tower.embeddings.position_embedding.weight
             with torch.no_grad():
-                table.copy_(sincos_2d(image_size // patch_size, vision_hidden_size))
+                table.copy_(position_scale * sincos_2d(image_size // patch_size,
+                                                       vision_hidden_size))
         model.generation_config.eos_token_id = tok.eos_token_id
         model.generation_config.pad_token_id = tok.pad_token_id
         model.save_pretrained(out)
