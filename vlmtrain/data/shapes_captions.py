@@ -127,7 +127,7 @@ def listing(shapes: Sequence[Shape]) -> str:
     cell, so every kind, colour, size and position in the scene is supervised in every sample.
 
     Args:
-        shapes: The scene, in reading order (as :func:`sample_scene` returns it).
+        shapes: The scene, in any order.
 
     Returns:
         The listing (lowercase).

@@ -82,12 +82,26 @@ def _cached_build(name: str, spec: dict, build: Callable[[Path], None], cache_di
     return str(target)
 
 
-def _channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], ...]:
-    """Validate per-channel pixel statistics (RGB) and return them as plain float tuples."""
-    mean, std = tuple(float(x) for x in mean), tuple(float(x) for x in std)
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise ValueError(f"image_mean and image_std need 3 values (RGB), std > 0; got {mean}, {std}")
-    return mean, std
+# Builder arguments left out of the cache key: where the cache lives, and the raw pixel statistics
+# (their validated form, ``pixel_stats``, is in it).
+_NOT_IN_KEY = ("cache_dir", "image_mean", "image_std")
+
+
+def _pixel_stats(mean: Sequence[float] | None, std: Sequence[float] | None) -> dict[str, list]:
+    """Image-processor kwargs for per-channel pixel statistics; ``None`` keeps the family's own.
+
+    Returns plain float lists (Hydra hands in ``ListConfig``; the cache key must be JSON).
+    """
+    stats = {}
+    for name, values in (("image_mean", mean), ("image_std", std)):
+        if values is None:
+            continue
+        values = [float(x) for x in values]
+        if len(values) != 3 or (name == "image_std" and min(values) <= 0):
+            raise ValueError(f"image_mean and image_std need 3 values (RGB), std > 0; "
+                             f"got {name}={values}")
+        stats[name] = values
+    return stats
 
 
 def sincos_2d(side: int, dim: int) -> torch.Tensor:
@@ -123,11 +137,6 @@ def _check_grid(image_size: int, step: int, what: str) -> None:
         )
 
 
-# Qwen2.5-VL's processor normalises with OpenAI CLIP's pixel statistics; SigLIP uses 0.5 / 0.5.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
 def _mrope_section(head_dim: int) -> list[int]:
     # Qwen2.5-VL splits half the rotary dims into (time, height, width) = (1/4, 3/8, 3/8).
     half = head_dim // 2
@@ -149,19 +158,20 @@ def build_tiny_qwen2_5_vl(
     seed: int = 0,
     cache_dir: str | None = None,
     merge_size: int = 2,
-    image_mean: Sequence[float] = CLIP_MEAN,
-    image_std: Sequence[float] = CLIP_STD,
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
 ) -> str:
     """Build (or reuse) a tiny Qwen2.5-VL checkpoint folder and return its path.
 
     An ``image_size`` px square image becomes ``(image_size / patch_size)**2`` patches, merged
     ``merge_size`` x ``merge_size`` into ``(image_size / patch_size / merge_size)**2`` image tokens
     (16 with the defaults; the real models merge 2x2). ``image_mean`` / ``image_std`` (RGB) go
-    into the saved image processor; the defaults are Qwen2.5-VL's own (OpenAI CLIP's).
+    into the saved image processor; ``None`` keeps Qwen2.5-VL's own (OpenAI CLIP's).
     """
     _check_grid(image_size, patch_size * merge_size, "patch_size x merge_size")
-    image_mean, image_std = _channel_stats(image_mean, image_std)
-    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "qwen2_5_vl", "v": 3}
+    pixel_stats = _pixel_stats(image_mean, image_std)
+    spec = {k: v for k, v in locals().items() if k not in _NOT_IN_KEY} | {"family": "qwen2_5_vl",
+                                                                           "v": 3}
 
     def build(out: Path) -> None:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -174,7 +184,7 @@ def build_tiny_qwen2_5_vl(
         pixels = image_size * image_size
         image_processor = Qwen2VLImageProcessor(
             min_pixels=pixels, max_pixels=pixels, patch_size=patch_size, merge_size=merge_size,
-            temporal_patch_size=2, image_mean=list(image_mean), image_std=list(image_std),
+            temporal_patch_size=2, **pixel_stats,
         )
         video_processor = Qwen2VLVideoProcessor(patch_size=patch_size, merge_size=merge_size)
         processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tok,
@@ -227,8 +237,8 @@ def build_tiny_paligemma(
     tie_word_embeddings: bool = False,
     position_init: str = "random",
     position_scale: float = 1.0,
-    image_mean: Sequence[float] = (0.5, 0.5, 0.5),
-    image_std: Sequence[float] = (0.5, 0.5, 0.5),
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
 ) -> str:
     """Build (or reuse) a tiny PaliGemma checkpoint folder and return its path.
 
@@ -242,16 +252,17 @@ def build_tiny_paligemma(
     (:func:`sincos_2d`, as MAE does) instead of random numbers: cells of one column then share a
     direction from the first step, which is what "on the left / at the top" questions read.
     Trained from there like any other weight; the checkpoint carries it, so loading is unchanged.
-    ``position_scale`` multiplies that starting table. ``vision_mlp_ratio`` sets SigLIP's MLP
+    ``position_scale`` multiplies the starting table (either kind). ``vision_mlp_ratio`` sets SigLIP's MLP
     width as a multiple of ``vision_hidden_size``. ``image_mean`` / ``image_std`` (RGB) go into the
-    saved image processor (SigLIP's own are 0.5 / 0.5); e.g. the shapes scenes' background
+    saved image processor (``None`` keeps SigLIP's 0.5 / 0.5); e.g. the shapes scenes' background
     (~0.94) as the mean makes an empty cell embed to ~0.
     """
     if position_init not in ("random", "sincos"):
         raise ValueError(f"position_init must be 'random' or 'sincos', got {position_init!r}")
     _check_grid(image_size, patch_size, "patch_size")
-    image_mean, image_std = _channel_stats(image_mean, image_std)
-    spec = {k: v for k, v in locals().items() if k != "cache_dir"} | {"family": "paligemma", "v": 3}
+    pixel_stats = _pixel_stats(image_mean, image_std)
+    spec = {k: v for k, v in locals().items() if k not in _NOT_IN_KEY} | {"family": "paligemma",
+                                                                           "v": 3}
 
     def build(out: Path) -> None:
         from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
@@ -262,7 +273,7 @@ def build_tiny_paligemma(
         n_image_tokens = (image_size // patch_size) ** 2
         image_processor = SiglipImageProcessor(
             size={"height": image_size, "width": image_size}, image_seq_length=n_image_tokens,
-            image_mean=list(image_mean), image_std=list(image_std),
+            **pixel_stats,
         )
         image_processor.image_seq_length = n_image_tokens
         processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
@@ -290,11 +301,11 @@ def build_tiny_paligemma(
         )
         torch.manual_seed(seed)
         model = PaliGemmaForConditionalGeneration(config)
-        if position_init == "sincos":
-            table = model.model.vision_tower.embeddings.position_embedding.weight
-            with torch.no_grad():
-                table.copy_(position_scale * sincos_2d(image_size // patch_size,
-                                                       vision_hidden_size))
+        table = model.model.vision_tower.embeddings.position_embedding.weight
+        with torch.no_grad():
+            if position_init == "sincos":
+                table.copy_(sincos_2d(image_size // patch_size, vision_hidden_size))
+            table.mul_(position_scale)  # x 1.0 (the default) leaves every value as it was
         model.generation_config.eos_token_id = tok.eos_token_id
         model.generation_config.pad_token_id = tok.pad_token_id
         model.save_pretrained(out)
