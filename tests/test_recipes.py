@@ -82,3 +82,24 @@ def test_schedule_sets_scene_size_and_readout_stage(model, image_size, readout_m
     if model.startswith("tiny"):
         merge = 2 if model == "tiny_qwen2_5_vl" else 1  # Qwen merges 2x2 patches into one token
         assert image_size // (cfg.model.name_or_path.patch_size * merge) == 3  # 3x3 image tokens
+
+
+@pytest.mark.parametrize(("model", "peak_until"), [
+    ("tiny_paligemma", 0.75),   # optim=from_scratch_wsd: the peak holds for the first 3/4
+    ("tiny_qwen2_5_vl", 100),   # optim=from_scratch: cosine from the end of the warm-up
+])
+def test_model_config_picks_its_learning_rate_schedule(model, peak_until):
+    import torch
+
+    cfg = _compose("+recipe=sft_vqa", f"model={model}")
+    steps = int(cfg.trainer.max_steps)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = instantiate(cfg.optim.scheduler)(optimizer, num_training_steps=steps)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    last_peak = max(i for i, lr in enumerate(lrs) if lr > 1 - 1e-9)
+    expected = int(peak_until * steps) if peak_until < 1 else peak_until
+    assert abs(last_peak - expected) <= 1 and lrs[-1] < 1e-3
