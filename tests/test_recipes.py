@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
@@ -89,8 +90,6 @@ def test_schedule_sets_scene_size_and_readout_stage(model, image_size, readout_m
     ("tiny_qwen2_5_vl", 100),   # optim=from_scratch: cosine from the end of the warm-up
 ])
 def test_model_config_picks_its_learning_rate_schedule(model, peak_until):
-    import torch
-
     cfg = _compose("+recipe=sft_vqa", f"model={model}")
     steps = int(cfg.trainer.max_steps)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)

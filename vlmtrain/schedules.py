@@ -29,6 +29,9 @@ def warmup_stable_decay(
 ) -> LambdaLR:
     """Linear warm-up, a constant peak rate, then a decay over the last ``decay_fraction``.
 
+    A run too short for the warm-up and the decay (a smoke test, ``trainer.max_steps=20``)
+    gets a shorter warm-up, with a warning, rather than an error.
+
     Args:
         optimizer: The optimizer whose parameter groups' ``lr`` are the peak rates.
         num_training_steps: Optimizer steps in the whole run.
@@ -41,16 +44,12 @@ def warmup_stable_decay(
     Returns:
         A per-step ``LambdaLR`` (transformers' ``get_wsd_schedule``).
 
-    A run too short for the warm-up and the decay (a smoke test, ``trainer.max_steps=20``)
-    gets a shorter warm-up, with a warning, rather than an error.
-
     Raises:
         ValueError: If the fraction is outside (0, 1].
     """
     if not 0.0 < decay_fraction <= 1.0:
         raise ValueError(f"decay_fraction must be in (0, 1], got {decay_fraction}")
-    num_decay_steps = max(1, round(decay_fraction * num_training_steps))
-    num_decay_steps = min(num_decay_steps, num_training_steps)
+    num_decay_steps = max(1, round(decay_fraction * num_training_steps))  # <= the run: f <= 1
     if num_warmup_steps + num_decay_steps > num_training_steps:
         shorter = num_training_steps - num_decay_steps
         log.warning("LR warm-up shortened from %d to %d steps: with a %d-step decay it would not "
