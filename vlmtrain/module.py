@@ -12,27 +12,31 @@ import torch
 from torch import Tensor, nn
 
 from vlmtrain.errors import VLMTrainError
-from vlmtrain.losses.base import LossOutput
-from vlmtrain.losses.functional import supervised_positions
+from vlmtrain.losses.base import LossOutput, needs_of
+from vlmtrain.models.forward import forward_supervised
 from vlmtrain.models.hf import VLM
 
 log = logging.getLogger(__name__)
-
-# Batch keys that are not model inputs (labels are consumed by the loss, not by HF's own loss).
-_NOT_MODEL_INPUTS = {"labels", "targets", "references", "ids", "prompts"}
 
 
 class VLMModule(L.LightningModule):
     """Train a VLM with a pluggable loss.
 
+    The loss declares what it needs (``loss.needs``, a :class:`~vlmtrain.losses.base.Needs`);
+    this module owns the frozen models it asks for -- kept out of the optimizer, out of the
+    checkpoint (they are not registered as submodules) and in eval mode -- and passes what they
+    produce as the loss's third argument.
+
     Args:
         vlm: loaded model bundle (model, processor, family).
-        loss: a loss module with ``forward(policy, batch, reference=None) -> LossOutput``.
+        loss: a loss module with ``needs`` and ``forward(policy, batch, frozen=None)``.
         optimizer: ``functools.partial`` of a torch optimizer taking param groups.
         scheduler: ``partial`` taking ``(optimizer, num_training_steps=...)``, or ``None``.
         lr_multipliers: per part (``vision``, ``projector``, ``language``) factor on the
             optimizer's ``lr``; tiny models from scratch need a faster vision side.
         generation: kwargs for ``generate`` in validation (``max_new_tokens`` ...).
+        reference: reference log-probs (:mod:`vlmtrain.reference`) for a loss that needs them.
+        teacher: a loaded teacher model for a loss that needs one (frozen here).
     """
 
     def __init__(
@@ -43,40 +47,69 @@ class VLMModule(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         lr_multipliers: dict[str, float] | None = None,
         generation: dict[str, Any] | None = None,
+        reference: Any = None,
+        teacher: VLM | None = None,
     ) -> None:
         super().__init__()
         self.vlm = vlm
         self.model = vlm.model
         self.loss_fn = loss
+        self.needs = needs_of(loss)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.lr_multipliers = dict(lr_multipliers or {})
         self.generation = {"max_new_tokens": 16, "do_sample": False, **(generation or {})}
-        if getattr(loss, "needs_reference", False):
-            raise VLMTrainError(
-                f"{type(loss).__name__} needs a reference model, which this module does not "
-                "load yet; pick a loss without one (loss=ce)"
-            )
+        name = type(loss).__name__
+        if self.needs.reference and reference is None:
+            raise VLMTrainError(f"{name} needs reference log-probs: set reference=auto "
+                                "(or adapter / frozen / cached)")
+        if self.needs.teacher and teacher is None:
+            raise VLMTrainError(f"{name} needs a teacher model: pick one with teacher=<name> "
+                                "(configs/teacher/) or set teacher.name_or_path=DIR")
+        # Plain attributes, not submodules: frozen models stay out of parameters(), the
+        # optimizer and state_dict().
+        self.reference = reference if self.needs.reference else None
+        if self.reference is not None:
+            self.reference.attach(self.model)
+        self.teacher = teacher if self.needs.teacher else None
+        if self.teacher is not None:
+            _check_vocabularies(vlm, self.teacher)
+            self.teacher.model.eval().requires_grad_(False)
 
     # -- forward / steps ------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> Any:
         """Run the policy; logits only where the next token is supervised.
 
-        Adds ``batch["targets"]`` (B, K), aligned with the returned ``logits`` (B, K, V).
+        Adds ``batch["targets"]`` (N, K), aligned with the returned ``logits`` (N, K, V).
         """
-        positions, batch["targets"] = supervised_positions(batch["labels"])
-        inputs = {k: v for k, v in batch.items()
-                  if k not in _NOT_MODEL_INPUTS and not k.startswith("gen_")}
-        return self.model(**inputs, use_cache=False, logits_to_keep=positions)
+        return forward_supervised(self.model, batch)
+
+    def on_fit_start(self) -> None:
+        # A cached reference computes its log-probs here, once, before the first step.
+        if self.reference is not None:
+            self.reference.prepare(self, getattr(self.trainer, "datamodule", None))
+
+    def _frozen(self, batch: dict[str, Any], stage: str) -> Any:
+        """What the loss's frozen model produces for ``batch`` (``None`` if it needs none)."""
+        if self.reference is not None:
+            return self.reference.logps(batch, stage)
+        if self.teacher is not None:
+            teacher = self.teacher.model
+            if next(teacher.parameters()).device != self.device:
+                teacher.to(self.device)
+            with torch.no_grad():
+                return forward_supervised(teacher, batch)
+        return None
 
     def _step(self, batch: dict[str, Any], stage: str) -> LossOutput:
-        out = self.loss_fn(self(batch), batch)
+        policy = self(batch)
+        out = self.loss_fn(policy, batch, self._frozen(batch, stage))
         if not torch.isfinite(out.loss):
             raise VLMTrainError(
                 f"{stage} loss is {out.loss.item()} at step {self.global_step}: lower optim.lr, "
                 "use dtype=float32/bfloat16 instead of float16, or enable gradient clipping"
             )
-        bs = batch["input_ids"].shape[0]
+        bs = len(batch["meta"]["ids"])
         self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=bs, sync_dist=stage != "train")
         for key, value in out.logs.items():
             self.log(f"{stage}/{key}", value, batch_size=bs, sync_dist=stage != "train")
@@ -100,20 +133,14 @@ class VLMModule(L.LightningModule):
 
     @torch.no_grad()
     def generate_answers(self, batch: dict[str, Any]) -> list[str]:
-        """Greedy answers for the prompt-only part of a validation batch.
+        """Greedy answers for the prompt-only inputs of a validation batch (``batch["gen"]``).
 
         Returns:
             One decoded string per sample, special tokens removed, whitespace stripped.
         """
-        aligned = {k[4:]: v for k, v in batch.items()
-                   if k.startswith("gen_") and k not in ("gen_input_ids", "gen_attention_mask")}
-        images = {k: batch[k] for k in ("pixel_values", "image_grid_thw") if k in batch}
-        prompt = batch["gen_input_ids"]
-        out = self.model.generate(
-            input_ids=prompt, attention_mask=batch["gen_attention_mask"], **images, **aligned,
-            **self.generation,
-        )
-        new_tokens = out[:, prompt.shape[1]:]
+        gen = batch["gen"]
+        out = self.model.generate(**gen, **self.generation)
+        new_tokens = out[:, gen["input_ids"].shape[1]:]
         texts = self.vlm.processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [t.strip() for t in texts]
 
@@ -153,3 +180,12 @@ class VLMModule(L.LightningModule):
             {"params": params, "name": part, "lr_multiplier": self.lr_multipliers.get(part, 1.0)}
             for part, params in buckets.items() if params
         ]
+
+
+def _check_vocabularies(student: VLM, teacher: VLM) -> None:
+    """Distillation compares distributions over one vocabulary: the sizes must match."""
+    sizes = [m.model.get_output_embeddings().weight.shape[0] for m in (student, teacher)]
+    if sizes[0] != sizes[1]:
+        raise VLMTrainError(
+            f"the teacher's vocabulary has {sizes[1]:,} entries and the student's {sizes[0]:,}: "
+            "distillation needs one tokenizer; pick a teacher of the same family and tokenizer")

@@ -13,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from vlmtrain.callbacks.export import SaveHFModel
 from vlmtrain.callbacks.generation_eval import GenerationEval
-from vlmtrain.summary import print_summary
+from vlmtrain.losses.base import needs_of
+from vlmtrain.summary import checkpoint_report, print_summary
 from vlmtrain.tracking.wandb import redact
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         torch.set_num_threads(int(cfg.threads))
     vlm = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, processor=vlm.processor, family=vlm.family)
-    module = instantiate(cfg.module, vlm=vlm)
+    loss = instantiate(cfg.loss)
+    needs = needs_of(loss)
+    datamodule.check_fits(needs, type(loss).__name__)
+    # Frozen models are built only for a loss that asks for them (a teacher is a whole model).
+    reference = instantiate(cfg.reference) if needs.reference and cfg.get("reference") else None
+    teacher = instantiate(cfg.teacher) if needs.teacher and cfg.get("teacher") else None
+    module = instantiate(cfg.module, vlm=vlm, loss=loss, reference=reference, teacher=teacher)
     callbacks = list(instantiate(cfg.callbacks).values()) if cfg.get("callbacks") else []
     loggers = list(instantiate(cfg.logger).values()) if cfg.get("logger") else []
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -54,7 +61,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         print_summary(
             metrics=metrics,
-            checkpoints=_checkpoints(trainer),
+            checkpoints=checkpoint_report(trainer),
             hf_model=next((c.saved for c in callbacks if isinstance(c, SaveHFModel)), None),
             output_dir=cfg.paths.output_dir,
             loggers=trainer.loggers,
@@ -77,12 +84,3 @@ def _save_last_checkpoint(trainer: L.Trainer) -> None:
     path = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
     trainer.save_checkpoint(path)
     cb.last_model_path = str(path)
-
-
-def _checkpoints(trainer: L.Trainer) -> dict[str, str]:
-    """``{"last": path, "best": path}``, as far as they exist (best: by the run's objective)."""
-    cb = trainer.checkpoint_callback
-    if cb is None:
-        return {}
-    paths: dict[str, Any] = {"last": cb.last_model_path, "best": cb.best_model_path}
-    return {name: str(Path(path)) for name, path in paths.items() if path}

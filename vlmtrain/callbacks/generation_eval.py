@@ -61,17 +61,18 @@ class GenerationEval(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
-        if not self._active or "gen_input_ids" not in batch:
+        if not self._active or "gen" not in batch:
             return
         if self.max_batches is not None and batch_idx >= self.max_batches:
             return
         predictions = pl_module.generate_answers(batch)
+        meta = batch["meta"]
         for metric in self.metrics.values():
-            metric.update(predictions, batch["references"])
+            metric.update(predictions, meta["references"])
         for i in range(min(len(predictions), self.log_samples - len(self.samples))):
-            self.samples.append({"id": batch["ids"][i], "prompt": batch["prompts"][i],
+            self.samples.append({"id": meta["ids"][i], "prompt": meta["prompts"][i],
                                  "prediction": predictions[i],
-                                 "references": " | ".join(batch["references"][i])})
+                                 "references": " | ".join(meta["references"][i])})
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active:

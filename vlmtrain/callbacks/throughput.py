@@ -21,6 +21,6 @@ class TokenThroughput(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._start
-        tokens = float(batch["attention_mask"].sum()) * trainer.world_size
+        tokens = float(batch["inputs"]["attention_mask"].sum()) * trainer.world_size
         if elapsed > 0:
             pl_module.log("train/tokens_per_sec", tokens / elapsed, prog_bar=False)

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 _POLICIES = ("error", "skip")
+#: processor outputs that describe the images (concatenated per image, not padded per row)
+IMAGE_INPUTS = ("pixel_values", "image_grid_thw")
 
 
 class VLMCollator:
@@ -42,10 +44,16 @@ class VLMCollator:
         with_generation: also emit left-padded prompt-only inputs for ``generate`` plus
             references (validation).
 
-    Batch keys: ``input_ids, attention_mask, labels`` (B, T) and the processor's image tensors
-    (``pixel_values`` and, for Qwen, ``image_grid_thw``); family-aligned inputs such as
-    ``token_type_ids`` (B, T). With generation: ``gen_input_ids, gen_attention_mask`` (B, P),
-    ``gen_<aligned>``, ``references`` (list of lists), ``ids`` and ``prompts``.
+    Batch layout (model inputs kept apart from everything else, so only model inputs ever
+    reach ``model(**batch["inputs"])``):
+
+    - ``inputs``: ``input_ids, attention_mask`` (B, T), family-aligned inputs such as
+      ``token_type_ids`` (B, T) and the processor's image tensors (``pixel_values`` and, for
+      Qwen, ``image_grid_thw``);
+    - ``labels``: (B, T), -100 everywhere but the answers and their end-of-turn tokens;
+    - ``meta``: ``ids``, ``prompts``, ``references`` (list of lists), one entry per sample;
+    - ``gen`` (with generation only): the same model inputs for the prompt alone, left-padded
+      (B, P), as ``generate`` sees them.
     """
 
     def __init__(
@@ -67,7 +75,24 @@ class VLMCollator:
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
+    #: the batch layout this collator produces (a loss declares the one it reads)
+    layout = "sft"
+
     def __call__(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        samples, enc, prompts = self.prepare(samples)
+        batch = self.rows(samples, enc, prompts)
+        batch["meta"] = self.meta(samples)
+        if self.with_generation:
+            batch["gen"] = self.generation_inputs(enc, prompts)
+        return batch
+
+    def prepare(self, samples: Sequence[Sample]) -> tuple[list[Sample], Any, list[Tensor]]:
+        """Check samples, encode their prompts with images, drop prompts that cannot fit.
+
+        Returns:
+            ``(samples, enc, prompts)``: the kept samples, the processor's output for them and
+            each prompt's ids without padding (image tokens expanded).
+        """
         samples = [s for s in samples if self._valid(s)]
         if not samples:
             raise VLMTrainError("every sample of a batch was skipped as bad; check the data")
@@ -75,9 +100,8 @@ class VLMCollator:
         prompts = [row[mask.bool()] for row, mask in zip(enc["input_ids"], enc["attention_mask"])]
         too_long = [i for i, p in enumerate(prompts) if len(p) + 1 > self.max_length]
         if too_long:
-            samples = self._drop_too_long(samples, too_long, [len(p) for p in prompts])
-            return self(samples)
-        return self._assemble(samples, enc, prompts)
+            return self.prepare(self._drop_too_long(samples, too_long, [len(p) for p in prompts]))
+        return list(samples), enc, prompts
 
     # -- steps ----------------------------------------------------------------------------
     def _valid(self, sample: Sample) -> bool:
@@ -112,7 +136,12 @@ class VLMCollator:
             raise VLMTrainError("every sample of a batch was too long; raise data.max_length")
         return kept
 
-    def _assemble(self, samples: Sequence[Sample], enc: Any, prompts: list[Tensor]) -> dict:
+    def rows(self, samples: Sequence[Sample], enc: Any, prompts: list[Tensor]) -> dict:
+        """Training rows ``prompt + answer turns``: ``{"inputs": {...}, "labels": (B, T)}``.
+
+        ``inputs`` holds model inputs only: ids, attention mask, the family's aligned inputs and
+        the processor's image tensors.
+        """
         aligned = [k for k in self.family.aligned_inputs if k in enc]
         rows, labels, extra = [], [], {k: [] for k in aligned}
         for i, (prompt, pieces) in enumerate(zip(prompts, self._response_pieces(samples))):
@@ -124,24 +153,34 @@ class VLMCollator:
             for k in aligned:
                 fill = self.family.answer_type_id(k)
                 extra[k].append(torch.cat([enc[k][i][mask], torch.full_like(ids, fill)]))
-        batch = {
+        inputs = {
             "input_ids": _pad(rows, self.pad_id, "right"),
             "attention_mask": _pad([torch.ones_like(r) for r in rows], 0, "right"),
-            "labels": _pad(labels, IGNORE_INDEX, "right"),
             **{k: _pad(v, 0, "right") for k, v in extra.items()},
-            **{k: v for k, v in enc.items() if k in ("pixel_values", "image_grid_thw")},
+            **{k: v for k, v in enc.items() if k in IMAGE_INPUTS},
         }
-        if self.with_generation:
-            batch["gen_input_ids"] = _pad(prompts, self.pad_id, "left")
-            batch["gen_attention_mask"] = _pad([torch.ones_like(p) for p in prompts], 0, "left")
-            for k in aligned:
-                mask = enc["attention_mask"].bool()
-                batch[f"gen_{k}"] = _pad([enc[k][i][mask[i]] for i in range(len(samples))], 0,
-                                         "left")
-            batch["references"] = [list(s.references) or [s.target] for s in samples]
-            batch["ids"] = [s.id for s in samples]
-            batch["prompts"] = [s.prompt for s in samples]
-        return batch
+        return {"inputs": inputs, "labels": _pad(labels, IGNORE_INDEX, "right")}
+
+    def generation_inputs(self, enc: Any, prompts: list[Tensor]) -> dict[str, Tensor]:
+        """Left-padded prompt-only model inputs for ``generate`` (what inference sees)."""
+        gen = {
+            "input_ids": _pad(prompts, self.pad_id, "left"),
+            "attention_mask": _pad([torch.ones_like(p) for p in prompts], 0, "left"),
+            **{k: v for k, v in enc.items() if k in IMAGE_INPUTS},
+        }
+        mask = enc["attention_mask"].bool()
+        for k in (k for k in self.family.aligned_inputs if k in enc):
+            gen[k] = _pad([enc[k][i][mask[i]] for i in range(len(prompts))], 0, "left")
+        return gen
+
+    @staticmethod
+    def meta(samples: Sequence[Sample]) -> dict[str, list]:
+        """What is not a model input: ids, prompts and metric references, one entry per sample."""
+        return {
+            "ids": [s.id for s in samples],
+            "prompts": [s.prompt for s in samples],
+            "references": [list(s.references) or [s.target] for s in samples],
+        }
 
     def _response_pieces(self, samples: Sequence[Sample]) -> list[list[list[int]]]:
         """Token ids of each sample's answer, then of each follow-up question and answer."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -27,6 +28,10 @@ class VLMDataModule(L.LightningDataModule):
         on_bad_sample: ``error`` or ``skip`` (counted, logged).
         shuffle: shuffle the training set each epoch; ``False`` keeps the order of a staged
             dataset (e.g. a ``ConcatDataset`` curriculum).
+        collator: ``partial`` of a collator class taking ``(processor, family, max_length,
+            on_bad_sample, with_generation)`` -- :class:`VLMCollator` (one row per sample,
+            the default) or :class:`~vlmtrain.data.preference.PreferenceCollator` (pairs). Its
+            ``layout`` must be the one the loss reads (checked at start-up).
     """
 
     def __init__(
@@ -41,6 +46,7 @@ class VLMDataModule(L.LightningDataModule):
         max_length: int = 512,
         on_bad_sample: str = "error",
         shuffle: bool = True,
+        collator: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__()
         if processor is None or family is None:
@@ -52,10 +58,42 @@ class VLMDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.shuffle = shuffle
-        self.train_collator = VLMCollator(processor, family, max_length, on_bad_sample)
-        self.val_collator = VLMCollator(
-            processor, family, max_length, on_bad_sample, with_generation=True
-        )
+        make = collator or VLMCollator
+        self.train_collator = make(processor=processor, family=family, max_length=max_length,
+                                   on_bad_sample=on_bad_sample, with_generation=False)
+        self.val_collator = make(processor=processor, family=family, max_length=max_length,
+                                 on_bad_sample=on_bad_sample, with_generation=True)
+
+    @property
+    def layout(self) -> str:
+        """The batch layout of the collator (``sft`` or ``pairs``)."""
+        return self.train_collator.layout
+
+    def check_fits(self, needs: Any, loss_name: str) -> None:
+        """Fail at start-up, in one line, when the data cannot feed the loss.
+
+        Args:
+            needs: the loss's :class:`~vlmtrain.losses.base.Needs`.
+            loss_name: the loss class name, for the message.
+        """
+        if needs.layout != self.layout:
+            collator = ("vlmtrain.data.preference.PreferenceCollator" if needs.layout == "pairs"
+                        else "vlmtrain.data.collate.VLMCollator")
+            raise VLMTrainError(
+                f"{loss_name} reads '{needs.layout}' batches but the data collator makes "
+                f"'{self.layout}' batches: set data.collator._target_={collator}")
+        first = self.train_set[0]
+        if needs.layout == "pairs" and first.rejected is None:
+            raise VLMTrainError(
+                f"{loss_name} learns from preference pairs, but training sample {first.id} has no "
+                "rejected answer: use data=shapes_preference or a JSONL file with 'chosen' and "
+                "'rejected' (README: own preference data)")
+        if needs.layout == "sft" and first.rejected is not None:
+            raise VLMTrainError(
+                f"the training data are preference pairs (sample {first.id} has a rejected "
+                f"answer) but {loss_name} learns one answer per sample: use loss=dpo "
+                "(+recipe=dpo_vqa), or read the data with task=vqa to fine-tune on the chosen "
+                "answers alone")
 
     @property
     def skipped(self) -> int:

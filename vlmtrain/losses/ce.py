@@ -7,20 +7,20 @@ from typing import Any
 from torch import nn
 
 from vlmtrain.losses import functional as LF
-from vlmtrain.losses.base import LossOutput
+from vlmtrain.losses.base import LossOutput, Needs
 
 
 class MaskedCrossEntropy(nn.Module):
     """Supervised fine-tuning loss: mean next-token CE over answer tokens (prompt = -100)."""
 
-    needs_reference = False
+    needs = Needs(layout="sft")
 
-    def forward(self, policy: Any, batch: dict, reference: Any = None) -> LossOutput:
+    def forward(self, policy: Any, batch: dict, frozen: Any = None) -> LossOutput:
         """Args:
             policy: model output whose ``logits`` (B, K, V) are aligned with ``batch["targets"]``
                 (B, K) -- the module computes logits only at supervised positions.
             batch: collated batch with ``targets``.
-            reference: unused (SFT has no reference model).
+            frozen: unused (SFT needs no frozen model).
         """
         loss, n_tokens = LF.masked_cross_entropy(policy.logits, batch["targets"])
         acc = LF.token_accuracy(policy.logits.detach(), batch["targets"])

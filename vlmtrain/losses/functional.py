@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +79,144 @@ def token_accuracy(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_I
     if not mask.any():
         return torch.zeros((), device=logits.device)
     return (logits.argmax(-1)[mask] == targets[mask]).float().mean()
+
+
+def focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    gamma: float = 2.0,
+    alpha: float | Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[Tensor, Tensor]:
+    """Softmax focal loss (Lin et al. 2017, eq. 5) averaged over the supervised tokens.
+
+    ``FL = -alpha_t (1 - p_t)^gamma log p_t`` with ``p_t`` the softmax probability of the target
+    token. ``(1 - p_t)^gamma`` shrinks the loss of tokens the model already predicts well, so
+    the gradient goes to the hard ones. ``gamma = 0`` with ``alpha=None`` is
+    :func:`masked_cross_entropy`.
+
+    In the paper ``alpha`` balances the two classes of a binary problem. Here there are V
+    classes (the vocabulary), so ``alpha_t`` is the weight of the target token's class:
+    ``alpha[target]`` for a (V,) tensor (e.g. inverse answer frequency), or the same ``alpha``
+    for every token when it is a float (which only rescales the loss). The mean divides by the
+    number of supervised tokens, not by the sum of ``alpha_t`` (as ``F.cross_entropy(weight=)``
+    would), so a weight really is a multiplier and the normaliser is the same as CE's.
+
+    Args:
+        logits: (B, K, V) scores, aligned with ``targets`` as in :func:`masked_cross_entropy`.
+        targets: (B, K) token ids, ``ignore_index`` where nothing is learned.
+        gamma: focusing parameter, ``>= 0``.
+        alpha: ``None`` (all 1), a float, or a (V,) tensor of per-token weights.
+        ignore_index: target value that is skipped.
+
+    Returns:
+        ``(loss, n_tokens)``: scalar mean loss (0 with no supervised token, never NaN) and the
+        number of supervised tokens (int64 scalar).
+    """
+    mask = targets != ignore_index
+    n_tokens = mask.sum()
+    if n_tokens == 0:
+        return logits.sum() * 0.0, n_tokens
+    tgt = targets[mask]
+    log_probs = F.log_softmax(logits[mask].float(), dim=-1)
+    logp = log_probs.gather(-1, tgt[:, None]).squeeze(-1)
+    # 1 - p_t as -expm1(log p_t): no cancellation for confident tokens. The clamp keeps the
+    # gradient of (1 - p_t)^gamma finite (0 < gamma < 1) when p_t rounds to exactly 1.
+    hard = (-torch.expm1(logp)).clamp_min(torch.finfo(logp.dtype).tiny)
+    weight = hard.pow(gamma)
+    if isinstance(alpha, Tensor) and alpha.ndim > 0:
+        weight = weight * alpha.to(weight)[tgt]
+    elif alpha is not None:
+        weight = weight * alpha
+    # nll_loss sums in the order F.cross_entropy does, so gamma=0 without alpha reproduces
+    # masked_cross_entropy bit for bit (a plain .sum() differs in the last place)
+    return F.nll_loss(log_probs * weight[:, None], tgt, reduction="sum") / n_tokens, n_tokens
+
+
+def generalized_jsd(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    targets: Tensor,
+    beta: float = 0.0,
+    temperature: float = 1.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[Tensor, Tensor]:
+    """Teacher-student divergence per supervised token (GKD, Agarwal et al. 2024, eq. 1).
+
+    With ``p_T = softmax(teacher / T)``, ``p_S = softmax(student / T)`` and the mixture
+    ``m = beta p_T + (1 - beta) p_S``::
+
+        D = KL(p_T || p_S)                                  beta = 0 (forward KL, Hinton)
+        D = KL(p_S || p_T)                                  beta = 1 (reverse KL)
+        D = beta KL(p_T || m) + (1 - beta) KL(p_S || m)     otherwise (generalised JSD)
+
+    The same convention and reduction (mean over supervised tokens) as TRL's distillation
+    trainer, so results compare with TRL runs. No T^2 factor here: see
+    :func:`distillation_loss`.
+
+    Args:
+        student_logits: (B, K, V) student scores, aligned with ``targets``.
+        teacher_logits: (B, K, V) teacher scores at the same positions (no gradient flows).
+        targets: (B, K) token ids; only their mask is read (``ignore_index`` = skipped).
+        beta: interpolation in [0, 1].
+        temperature: softmax temperature T > 0 applied to both models.
+        ignore_index: target value that is skipped.
+
+    Returns:
+        ``(divergence, n_tokens)``: scalar mean over supervised tokens (0 with none) and their
+        number (int64 scalar).
+    """
+    mask = targets != ignore_index
+    n_tokens = mask.sum()
+    if n_tokens == 0:
+        return student_logits.sum() * 0.0, n_tokens
+    log_s = F.log_softmax(student_logits[mask].float() / temperature, dim=-1)
+    log_t = F.log_softmax(teacher_logits.detach()[mask].float() / temperature, dim=-1)
+
+    def kl(log_p: Tensor, log_q: Tensor) -> Tensor:  # KL(p || q) per row, (M,)
+        return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)
+
+    if beta == 0.0:
+        per_token = kl(log_t, log_s)
+    elif beta == 1.0:
+        per_token = kl(log_s, log_t)
+    else:
+        log_m = torch.logaddexp(log_t + math.log(beta), log_s + math.log1p(-beta))
+        per_token = beta * kl(log_t, log_m) + (1.0 - beta) * kl(log_s, log_m)
+    return per_token.sum() / n_tokens, n_tokens
+
+
+def distillation_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    targets: Tensor,
+    alpha: float = 0.5,
+    temperature: float = 1.0,
+    beta: float = 0.0,
+    ignore_index: int = IGNORE_INDEX,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Knowledge distillation (Hinton et al. 2015): ``alpha CE + (1 - alpha) T^2 D``.
+
+    CE is on the true answer tokens at temperature 1; ``D`` is :func:`generalized_jsd` at
+    temperature T. The soft-target gradients scale as 1/T^2 (Hinton et al., section 2), so the
+    T^2 factor keeps the two terms' balance set by ``alpha`` whatever the temperature.
+
+    Args:
+        student_logits, teacher_logits: (B, K, V), aligned with ``targets`` (B, K).
+        targets: (B, K) token ids, ``ignore_index`` where nothing is learned.
+        alpha: weight of the hard-label CE in [0, 1] (1 = plain SFT, 0 = distillation only).
+        temperature: T > 0 of the divergence.
+        beta: divergence interpolation, as in :func:`generalized_jsd`.
+        ignore_index: target value that is skipped.
+
+    Returns:
+        ``(loss, ce, divergence, n_tokens)``: scalars (the last int64).
+    """
+    ce, n_tokens = masked_cross_entropy(student_logits, targets, ignore_index)
+    divergence, _ = generalized_jsd(student_logits, teacher_logits, targets, beta, temperature,
+                                    ignore_index)
+    loss = alpha * ce + (1.0 - alpha) * temperature**2 * divergence
+    return loss, ce, divergence, n_tokens
 
 
 #: CLIP's initial logit scale (Radford et al., 2021): log(1 / 0.07), i.e. temperature 0.07.
@@ -198,3 +337,67 @@ def sequence_logps(logits: Tensor, targets: Tensor,
     # log_softmax in float32: bfloat16 log-probs summed over an answer lose ~1e-2 nats
     per_token = torch.gather(logits.float().log_softmax(-1), 2, safe.unsqueeze(-1)).squeeze(-1)
     return (per_token * mask).sum(-1), mask.sum(-1)
+
+
+class PairLogps(NamedTuple):
+    """Per-pair log-likelihoods of a preference batch, all (B,).
+
+    ``*_logps`` sum the log-probs of each answer's supervised tokens (:func:`sequence_logps`);
+    ``ref_*`` are the reference model's; ``*_tokens`` count the supervised tokens.
+    """
+
+    chosen: Tensor
+    rejected: Tensor
+    ref_chosen: Tensor
+    ref_rejected: Tensor
+    chosen_tokens: Tensor
+    rejected_tokens: Tensor
+
+
+def dpo_sigmoid(p: PairLogps, beta: float, label_smoothing: float = 0.0) -> Tensor:
+    """DPO (Rafailov et al. 2023, eq. 7): ``-log sigmoid(beta * delta)``, (B,).
+
+    ``delta = (chosen - ref_chosen) - (rejected - ref_rejected)``; ``label_smoothing`` is
+    unused here (TRL's ``sigmoid`` ignores it too; see :func:`dpo_robust`).
+    """
+    return -F.logsigmoid(beta * _delta(p))
+
+
+def dpo_hinge(p: PairLogps, beta: float, label_smoothing: float = 0.0) -> Tensor:
+    """SLiC hinge loss (Zhao et al. 2023): ``relu(1 - beta * delta)``, (B,)."""
+    return torch.relu(1 - beta * _delta(p))
+
+
+def dpo_ipo(p: PairLogps, beta: float, label_smoothing: float = 0.0) -> Tensor:
+    """IPO (Azar et al. 2023, eq. 17) on per-token averaged log-ratios, (B,).
+
+    ``((chosen - ref_chosen) / n_chosen - (rejected - ref_rejected) / n_rejected - 1/(2 beta))^2``
+    -- normalised by answer length as TRL does, so ``beta`` does not depend on answer length.
+    """
+    chosen = (p.chosen - p.ref_chosen) / p.chosen_tokens.clamp(min=1)
+    rejected = (p.rejected - p.ref_rejected) / p.rejected_tokens.clamp(min=1)
+    return (chosen - rejected - 1 / (2 * beta)) ** 2
+
+
+def dpo_robust(p: PairLogps, beta: float, label_smoothing: float = 0.0) -> Tensor:
+    """Robust DPO (Chowdhury et al. 2024, eq. 10): unbiased under preference-label noise, (B,).
+
+    ``(-(1-e) log s(beta d) + e log s(-beta d)) / (1 - 2e)`` with ``e = label_smoothing < 0.5``.
+    """
+    z = beta * _delta(p)
+    e = label_smoothing
+    return (-(1 - e) * F.logsigmoid(z) + e * F.logsigmoid(-z)) / (1 - 2 * e)
+
+
+def chosen_nll(p: PairLogps, beta: float = 0.0, label_smoothing: float = 0.0) -> Tensor:
+    """RPO's NLL term (Pang et al. 2024): mean negative log-prob over all chosen tokens.
+
+    A batch-level token mean (every chosen token weighs the same), broadcast to (B,) so it
+    combines with the per-pair terms by the same ``mean()``.
+    """
+    nll = -p.chosen.sum() / p.chosen_tokens.sum().clamp(min=1)
+    return nll.expand(p.chosen.shape[0])
+
+
+def _delta(p: PairLogps) -> Tensor:
+    return (p.chosen - p.ref_chosen) - (p.rejected - p.ref_rejected)
