@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -32,13 +31,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         torch.set_num_threads(int(cfg.threads))
     vlm = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, processor=vlm.processor, family=vlm.family)
-    loss = instantiate(cfg.loss)
-    needs = needs_of(loss)
-    datamodule.check_fits(needs, type(loss).__name__)
-    # Frozen models are built only for a loss that asks for them (a teacher is a whole model).
-    reference = instantiate(cfg.reference) if needs.reference and cfg.get("reference") else None
-    teacher = instantiate(cfg.teacher) if needs.teacher and cfg.get("teacher") else None
-    module = instantiate(cfg.module, vlm=vlm, loss=loss, reference=reference, teacher=teacher)
+    module = build_module(cfg, vlm, datamodule)
     callbacks = list(instantiate(cfg.callbacks).values()) if cfg.get("callbacks") else []
     loggers = list(instantiate(cfg.logger).values()) if cfg.get("logger") else []
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -69,6 +62,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
             skipped=datamodule.skipped,
         )
     return metrics
+
+
+def build_module(cfg: DictConfig, vlm: Any, datamodule: Any) -> Any:
+    """The LightningModule of ``cfg``, with the frozen models its loss needs.
+
+    The data must fit the loss (batch layout, preference pairs or not): checked here, before
+    anything heavy is built, so a mismatch fails at start-up in one line.
+    """
+    loss = instantiate(cfg.loss)
+    needs = needs_of(loss)
+    datamodule.check_fits(needs, type(loss).__name__)
+    # Frozen models are built only for a loss that asks for them (a teacher is a whole model).
+    reference = instantiate(cfg.reference) if needs.reference and cfg.get("reference") else None
+    teacher = instantiate(cfg.teacher) if needs.teacher and cfg.get("teacher") else None
+    return instantiate(cfg.module, vlm=vlm, loss=loss, reference=reference, teacher=teacher)
 
 
 def _save_last_checkpoint(trainer: L.Trainer) -> None:

@@ -12,7 +12,17 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_SECRET = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+# A key is secret when one of its words (split at ``_``, ``-``, ``.`` and camelCase humps) names a
+# credential. Whole words, not substrings: ``max_new_tokens`` or ``token_accuracy`` must stay
+# visible (a sweep over them would otherwise be invisible in W&B), while ``hf_token``,
+# ``wandb_api_key`` and ``client_secret`` are masked. ``token`` counts only as the key's last
+# word, and not after the name of a special token (``pad_token: <pad>`` is vocabulary).
+_SECRET_WORDS = frozenset({"password", "passwd", "passphrase", "secret", "secrets", "credential",
+                           "credentials", "apikey", "private_key", "api_key", "access_key",
+                           "secret_key", "auth_key", "token_secret"})
+_SPECIAL_TOKENS = frozenset({"pad", "bos", "eos", "unk", "sep", "cls", "mask", "image", "video",
+                             "vision", "start", "end", "boi", "eoi"})
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
 def wandb_mode(mode: str = "auto") -> str:
@@ -52,10 +62,25 @@ def make_wandb_logger(mode: str = "auto", **kwargs: Any) -> Any:
     return WandbLogger(mode=resolved, offline=resolved == "offline", **kwargs)
 
 
+def is_secret_key(key: str) -> bool:
+    """Whether a config key (``hf_token``, ``logger.wandb.api_key``, ``+x.secret``) is a secret.
+
+    Only the last dotted component counts: ``secret.lr`` names a learning rate.
+    """
+    words = [w.lower() for w in _WORD.findall(str(key).rsplit(".", 1)[-1])]
+    if not words:
+        return False
+    pairs = {f"{a}_{b}" for a, b in zip(words, words[1:])}
+    if _SECRET_WORDS & (set(words) | pairs):
+        return True
+    return words[-1] == "token" and (len(words) == 1 or words[-2] not in _SPECIAL_TOKENS)
+
+
 def redact(config: Any) -> Any:
-    """Copy of a (nested) config with values of secret-looking keys replaced by ``***``."""
+    """Copy of a (nested) config with values of secret-looking keys (see :func:`is_secret_key`)
+    replaced by ``***``."""
     if isinstance(config, Mapping):
-        return {k: "***" if _SECRET.search(str(k)) else redact(v) for k, v in config.items()}
+        return {k: "***" if is_secret_key(k) else redact(v) for k, v in config.items()}
     if isinstance(config, (list, tuple)):
         return [redact(v) for v in config]
     return config
@@ -70,5 +95,5 @@ def redact_argv(argv: list[str]) -> list[str]:
     out = []
     for arg in argv:
         key, sep, _ = arg.partition("=")
-        out.append(f"{key}=***" if sep and _SECRET.search(key) else arg)
+        out.append(f"{key}=***" if sep and is_secret_key(key.lstrip("+~")) else arg)
     return out
