@@ -31,7 +31,7 @@ def test_unmasked_labels_decode_to_answer_plus_end_of_turn(tiny_vlm, task):
         assert tok.decode(learned, skip_special_tokens=False) == sample.target + _end_of_turn(tiny_vlm)
         # labelled tokens sit exactly where the same ids are in the input (no shift confusion)
         mask = batch["labels"][i] != -100
-        assert torch.equal(batch["input_ids"][i][mask], learned)
+        assert torch.equal(batch["inputs"]["input_ids"][i][mask], learned)
 
 
 def test_followup_turns_learn_every_answer_and_no_question(tiny_vlm):
@@ -43,7 +43,7 @@ def test_followup_turns_learn_every_answer_and_no_question(tiny_vlm):
         answers = [sample.target] + [a for _, a in sample.followups]
         learned = batch["labels"][i][batch["labels"][i] != -100]
         assert _decode_turns(tok, learned, eot) == [a + eot for a in answers]
-        text = tok.decode(batch["input_ids"][i][batch["attention_mask"][i].bool()],
+        text = tok.decode(batch["inputs"]["input_ids"][i][batch["inputs"]["attention_mask"][i].bool()],
                           skip_special_tokens=False)
         for question, answer in sample.followups:  # each question precedes its answer
             assert f"{question}" in text and text.index(question) < text.rindex(answer + eot)
@@ -51,16 +51,16 @@ def test_followup_turns_learn_every_answer_and_no_question(tiny_vlm):
         [dataclasses.replace(s, followups=()) for s in samples])
     # the first turn is laid out exactly as without follow-ups (what generation sees)
     for i in range(len(samples)):
-        n = int(single["attention_mask"][i].sum())
-        assert torch.equal(batch["input_ids"][i][:n], single["input_ids"][i][:n])
+        n = int(single["inputs"]["attention_mask"][i].sum())
+        assert torch.equal(batch["inputs"]["input_ids"][i][:n], single["inputs"]["input_ids"][i][:n])
         for key in tiny_vlm.family.aligned_inputs:
-            assert torch.equal(batch[key][i][:n], single[key][i][:n])
+            assert torch.equal(batch["inputs"][key][i][:n], single["inputs"][key][i][:n])
 
 
 def test_followup_turns_that_do_not_fit_are_dropped_whole(tiny_vlm):
     sample = ShapesDataset("vqa", "train", size=1, image_size=48, questions_per_image=4)[0]
     full = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 512)([sample])
-    length = int(full["attention_mask"].sum())
+    length = int(full["inputs"]["attention_mask"].sum())
     short = VLMCollator(tiny_vlm.processor, tiny_vlm.family, length - 1)([sample])
     tok, eot = tiny_vlm.processor.tokenizer, _end_of_turn(tiny_vlm)
     learned = short["labels"][0][short["labels"][0] != -100]
@@ -79,28 +79,28 @@ def _decode_turns(tok, ids, eot: str) -> list[str]:
 def test_image_and_padding_tokens_are_never_labelled(tiny_vlm):
     batch = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256)(_samples())
     image_id = tiny_vlm.processor.image_token_id
-    assert (batch["input_ids"] == image_id).any()
-    assert (batch["labels"][batch["input_ids"] == image_id] == -100).all()
-    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
+    assert (batch["inputs"]["input_ids"] == image_id).any()
+    assert (batch["labels"][batch["inputs"]["input_ids"] == image_id] == -100).all()
+    assert (batch["labels"][batch["inputs"]["attention_mask"] == 0] == -100).all()
 
 
 def test_prompt_for_generation_is_training_prefix(tiny_vlm):
     batch = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256, with_generation=True)(_samples())
-    for i in range(len(batch["ids"])):
-        prompt = batch["gen_input_ids"][i][batch["gen_attention_mask"][i].bool()]
-        assert torch.equal(batch["input_ids"][i][: len(prompt)], prompt)
+    for i in range(len(batch["meta"]["ids"])):
+        prompt = batch["gen"]["input_ids"][i][batch["gen"]["attention_mask"][i].bool()]
+        assert torch.equal(batch["inputs"]["input_ids"][i][: len(prompt)], prompt)
         assert (batch["labels"][i][: len(prompt)] == -100).all()
-    assert all(len(r) == 10 for r in batch["references"])
+    assert all(len(r) == 10 for r in batch["meta"]["references"])
 
 
 def test_truncation_cuts_answer_not_image_tokens(tiny_vlm):
     samples = [dataclasses.replace(s, target=" ".join(["circle"] * 40)) for s in _samples(2)]
     full = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 512)(samples)
-    prompt_len = int((full["labels"][0] == -100).sum() - (full["attention_mask"][0] == 0).sum())
+    prompt_len = int((full["labels"][0] == -100).sum() - (full["inputs"]["attention_mask"][0] == 0).sum())
     short = VLMCollator(tiny_vlm.processor, tiny_vlm.family, prompt_len + 3)(samples)
     image_id = tiny_vlm.processor.image_token_id
-    assert short["input_ids"].shape[1] == prompt_len + 3
-    assert (short["input_ids"] == image_id).sum() == (full["input_ids"] == image_id).sum()
+    assert short["inputs"]["input_ids"].shape[1] == prompt_len + 3
+    assert (short["inputs"]["input_ids"] == image_id).sum() == (full["inputs"]["input_ids"] == image_id).sum()
     learned = short["labels"][0][short["labels"][0] != -100]
     assert len(learned) == 3
     eot = tiny_vlm.processor.tokenizer.convert_tokens_to_ids(_end_of_turn(tiny_vlm))
@@ -124,4 +124,4 @@ def test_empty_answer_names_the_sample(tiny_vlm):
         VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256)(samples)
     collator = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256, on_bad_sample="skip")
     batch = collator(samples)
-    assert collator.skipped == 1 and batch["input_ids"].shape[0] == 2
+    assert collator.skipped == 1 and batch["inputs"]["input_ids"].shape[0] == 2

@@ -21,8 +21,7 @@ def _batch(vlm, n=4, generation=False):
 
 
 def _model_inputs(batch):
-    return {k: v for k, v in batch.items()
-            if k not in ("labels", "references", "ids", "prompts") and not k.startswith("gen_")}
+    return batch["inputs"]
 
 
 def test_architectures_are_the_real_ones(tiny_qwen, tiny_paligemma):
@@ -37,18 +36,14 @@ def test_forward_backward_generate(tiny_vlm):
     model = tiny_vlm.model
     batch = _batch(tiny_vlm, generation=True)
     out = model(**_model_inputs(batch))
-    assert out.logits.shape[:2] == batch["input_ids"].shape
+    assert out.logits.shape[:2] == batch["inputs"]["input_ids"].shape
     out.logits.float().mean().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
     model.zero_grad(set_to_none=True)
-    aligned = {k[4:]: v for k, v in batch.items()
-               if k.startswith("gen_") and k not in ("gen_input_ids", "gen_attention_mask")}
-    images = {k: batch[k] for k in ("pixel_values", "image_grid_thw") if k in batch}
-    gen = model.generate(input_ids=batch["gen_input_ids"], attention_mask=batch["gen_attention_mask"],
-                         **images, **aligned, max_new_tokens=3, do_sample=False)
-    assert gen.shape[0] == 4 and 1 <= gen.shape[1] - batch["gen_input_ids"].shape[1] <= 3
+    gen = model.generate(**batch["gen"], max_new_tokens=3, do_sample=False)
+    assert gen.shape[0] == 4 and 1 <= gen.shape[1] - batch["gen"]["input_ids"].shape[1] <= 3
 
 
 def test_builds_are_deterministic_and_cached(tmp_path):
@@ -68,7 +63,7 @@ def test_save_pretrained_from_pretrained_round_trip(tiny_vlm, tmp_path):
     again = load_vlm(str(tmp_path), family)
     batch = _batch(tiny_vlm)
     again_batch = _batch(again)
-    assert torch.equal(batch["input_ids"], again_batch["input_ids"])
+    assert torch.equal(batch["inputs"]["input_ids"], again_batch["inputs"]["input_ids"])
     tiny_vlm.model.eval(), again.model.eval()
     with torch.no_grad():
         a = tiny_vlm.model(**_model_inputs(batch)).logits

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf, open_dict
 
 from vlmtrain.__main__ import register_recipes
 from vlmtrain.paths import config_dir, recipe_dir
+from vlmtrain.train import build_module
 
 RECIPES = sorted(p.stem for p in recipe_dir().glob("*.yaml"))
 
@@ -36,7 +37,7 @@ def test_recipe_composes_and_instantiates(recipe):
     OmegaConf.resolve(cfg)
     vlm = instantiate(cfg.model)
     data = instantiate(cfg.data, processor=vlm.processor, family=vlm.family)
-    module = instantiate(cfg.module, vlm=vlm)
+    module = build_module(cfg, vlm, data)
     callbacks = instantiate(cfg.callbacks)
     loggers = instantiate(cfg.logger)
     trainer = instantiate(cfg.trainer, callbacks=list(callbacks.values()),

@@ -14,6 +14,7 @@ from omegaconf import open_dict
 from vlmtrain.__main__ import register_recipes
 from vlmtrain.callbacks.generation_eval import GenerationEval
 from vlmtrain.paths import config_dir
+from vlmtrain.train import build_module
 
 
 def _cfg(*overrides: str):
@@ -33,7 +34,7 @@ def test_weights_change_and_val_loss_drops(tmp_path):
     L.seed_everything(0)
     vlm = instantiate(cfg.model)
     data = instantiate(cfg.data, processor=vlm.processor, family=vlm.family)
-    module = instantiate(cfg.module, vlm=vlm)
+    module = build_module(cfg, vlm, data)
     metrics = instantiate(cfg.metrics)
     evaluator = GenerationEval(metrics=metrics)
     before = copy.deepcopy(vlm.model.state_dict())
