@@ -4,110 +4,112 @@ Record fields (one JSON object per line)::
 
     {"id": "q1", "image": "imgs/1.png", "prompt": "What colour is the car?",
      "answers": ["red", "red", "dark red"]}        # or "answer": "red"
-    {"id": "p1", "image": "...", "prompt": "...", "answer": "2", "rejected": "3"}   # preference
+    {"id": "p1", "image": "imgs/2.png", "prompt": "How many cats?",
+     "chosen": "two", "rejected": "three"}         # task=preference (RLAIF-V style)
 
-``image`` is resolved against ``image_root`` (default: the file's folder). The whole file is
-checked when the dataset is built -- ids, required fields, that every image file exists -- so a
-bad record stops the run before training starts, with its line number and the fix.
+``image`` (or a one-item ``images`` list) is resolved against ``image_root`` (default: the
+file's folder); ``question`` is accepted for ``prompt``; a preference record may name its
+chosen answer ``answer``. The target is ``answer``, else the most common of ``answers``
+(first listed on a tie); ``answers`` are the references. A prompt may hold one ``<image>``
+placeholder (removed: the image always comes first).
+
+The whole file is checked when the dataset is built -- UTF-8, JSON, fields and types, unique
+ids, that every image file exists -- so under ``on_bad_sample=error`` a bad record stops the
+run before training with ``file:line``, the problem and the fix; under ``skip`` it is counted
+(``data/skipped/<reason>``). Images are decoded when a sample is read (see
+:class:`~vlmtrain.data.readers.RecordDataset`).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
-from vlmtrain.data.records import Sample, check_sample, load_image
+from vlmtrain.data.bad_records import BadRecord, BadRecordPolicy
+from vlmtrain.data.readers import (
+    Record, RecordChecker, RecordDataset, check_task, image_path, one_image, record_id, strip_placeholders,
+    text, texts,
+)
 from vlmtrain.errors import VLMTrainError
 
-log = logging.getLogger(__name__)
+_PROMPT_OPTIONAL = ("caption", "pair")
 
 
-class JsonlDataset(Dataset):
-    """Records from a ``.jsonl`` file (see module docstring).
+def jsonl_dataset(path: str, task: str = "vqa", image_root: str | None = None,
+                  on_bad_sample: str = "error") -> RecordDataset:
+    """Read and check a ``.jsonl`` file (see module docstring).
 
     Args:
         path: the ``.jsonl`` file.
         task: ``vqa`` | ``caption`` | ``doc`` | ``preference`` | ``pair``.
         image_root: folder image paths are relative to (default: the file's folder).
         on_bad_sample: ``error`` stops at the first bad record; ``skip`` drops bad records,
-            counting and logging each.
+            counting them per reason and logging the first ones.
     """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise VLMTrainError(f"data file '{file}' does not exist; fix data.*.path")
+    check_task(task)
+    policy = BadRecordPolicy(on_bad_sample)
+    root = Path(image_root).expanduser() if image_root else file.parent
+    checker = RecordChecker(policy, str(file))
+    with file.open("rb") as fh:  # bytes: one bad byte spoils its line, not the file
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            with checker.at(f":{lineno}"):
+                checker.add(_record(_parse(line, lineno), task, root, f":{lineno}"))
+    return RecordDataset(checker.finish(), policy, str(file))
 
-    def __init__(self, path: str, task: str = "vqa", image_root: str | None = None,
-                 on_bad_sample: str = "error") -> None:
-        self.path = Path(path).expanduser()
-        if not self.path.is_file():
-            raise VLMTrainError(f"data file '{self.path}' does not exist; fix data.*.path")
-        self.task = task
-        self.image_root = Path(image_root).expanduser() if image_root else self.path.parent
-        self.on_bad_sample = on_bad_sample
-        self.skipped = 0
-        self.records = self._read()
 
-    def _read(self) -> list[dict]:
-        records, seen = [], Counter()
-        with self.path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = self._parse(line, lineno)
-                    if seen[rec["id"]]:
-                        raise VLMTrainError(f"id {rec['id']!r} appears twice; ids must be unique")
-                    seen[rec["id"]] += 1
-                    check_sample(self._sample(rec, image=None))
-                except (VLMTrainError, ValueError) as exc:
-                    msg = f"{self.path}:{lineno}: {exc}"
-                    if self.on_bad_sample == "error":
-                        raise VLMTrainError(msg) from exc
-                    self.skipped += 1
-                    log.warning("skipping record (%d so far): %s", self.skipped, msg)
-                    continue
-                records.append(rec)
-        if not records:
-            raise VLMTrainError(f"{self.path} holds no usable record")
-        return records
+def _parse(line: bytes, lineno: int) -> dict:
+    try:
+        decoded = line.decode("utf-8-sig" if lineno == 1 else "utf-8")  # -sig: tolerate a BOM
+        bad = None
+    except UnicodeDecodeError as exc:
+        bad = exc.start  # raised outside the except: the decode error holds the whole line
+    if bad is not None:
+        raise BadRecord("not_utf8", f"the line is not UTF-8 text (byte 0x{line[bad]:02x} at "
+                        f"column {bad + 1}); re-save the file as UTF-8")
+    try:
+        raw = json.loads(decoded)
+    except json.JSONDecodeError as exc:
+        raise BadRecord("not_json", f"the line is not valid JSON ({exc.msg} at column "
+                        f"{exc.colno}); write one JSON object per line") from None
+    if not isinstance(raw, dict):
+        raise BadRecord("not_json", f"the line holds a JSON {type(raw).__name__}, not an object; "
+                        "write one JSON object per line")
+    return raw
 
-    def _parse(self, line: str, lineno: int) -> dict:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise VLMTrainError(f"not valid JSON ({exc.msg}); one object per line") from exc
-        rec.setdefault("id", f"line{lineno}")
-        rec["id"] = str(rec["id"])
-        if "image" not in rec:
-            raise VLMTrainError(f"record {rec['id']} has no 'image' field; add the image path")
-        image = self.image_root / rec["image"]
-        if not image.is_file():
-            raise VLMTrainError(
-                f"record {rec['id']}: image file '{image}' does not exist; fix the path or set "
-                "data.*.image_root to the folder the paths are relative to"
-            )
-        rec["_image_path"] = str(image)
-        answers = rec.get("answers") or ([rec["answer"]] if "answer" in rec else [])
-        if not isinstance(answers, list):
-            raise VLMTrainError(f"record {rec['id']}: 'answers' must be a list of strings")
-        rec["answers"] = [a for a in answers]
-        return rec
 
-    def _sample(self, rec: dict, image: object) -> Sample:
-        answers = rec["answers"]
-        target = rec.get("answer") or (Counter(answers).most_common(1)[0][0] if answers else "")
-        from PIL import Image
+def _record(raw: dict, task: str, root: Path, where: str) -> Record:
+    rid = record_id(raw, "id", default=f"line{where[1:]}")
+    image = image_path(one_image(raw, rid), root, rid)
+    prompt_key = "prompt" if "prompt" in raw or "question" not in raw else "question"
+    prompt = "" if prompt_key not in raw and task in _PROMPT_OPTIONAL else text(raw, prompt_key,
+                                                                                 rid)
+    prompt, placeholders = strip_placeholders(prompt)
+    if placeholders > 1:
+        raise BadRecord("image_placeholders", f"record {rid}: the prompt has {placeholders} "
+                        "<image> placeholders for one image; keep one (or none)")
+    rejected = text(raw, "rejected", rid) if "rejected" in raw or task == "preference" else None
+    if task == "preference":
+        target = text(raw, "chosen" if "chosen" in raw or "answer" not in raw else "answer", rid)
+        references = (target,)
+    elif "answers" in raw:
+        references = texts(raw, "answers", rid)
+        target = text(raw, "answer", rid) if "answer" in raw else _most_common(references)
+    else:
+        if "answer" not in raw:
+            raise BadRecord("missing_field", f"record {rid} has no 'answer' or 'answers' field; "
+                            "add the answer")
+        target = text(raw, "answer", rid)
+        references = (target,)
+    return Record(id=rid, image=image, prompt=prompt, target=target, references=references,
+                  task=task, where=where, rejected=rejected)
 
-        return Sample(
-            id=rec["id"], image=image if image is not None else Image.new("RGB", (1, 1)),
-            prompt=rec.get("prompt", rec.get("question", "")), target=target,
-            references=tuple(answers), task=self.task, rejected=rec.get("rejected"),
-        )
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> Sample:
-        rec = self.records[index]
-        return self._sample(rec, load_image(rec["_image_path"], rec["id"], str(self.path)))
+def _most_common(answers: tuple[str, ...]) -> str:
+    """Most frequent answer; ties go to the one listed first (Counter keeps insertion order)."""
+    return Counter(answers).most_common(1)[0][0] if answers else ""

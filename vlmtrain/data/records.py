@@ -14,6 +14,11 @@ from typing import Any
 
 from PIL import Image
 
+from vlmtrain.data.bad_records import BadRecord
+from vlmtrain.data.images import ImageNotFoundError, decode_image
+
+__all__ = ["TASKS", "BadRecord", "ImageNotFoundError", "Sample", "check_sample", "load_image"]
+
 TASKS = ("caption", "vqa", "doc", "preference", "pair")
 # Tasks whose prompt may be empty: the image alone is the input (captioning can still carry an
 # instruction, but contrastive pairs never do).
@@ -50,10 +55,14 @@ class Sample:
     followups: tuple[tuple[str, str], ...] = ()
 
 
-def _fail(sample_id: object, problem: str, fix: str) -> None:
-    raise ValueError(
-        f"sample {sample_id} {problem}; {fix} (fix the data or set data.on_bad_sample=skip)"
-    )
+def _fail(sample_id: object, problem: str, fix: str, reason: str) -> None:
+    raise BadRecord(reason, f"sample {sample_id} {problem}; {fix}")
+
+
+def short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: error messages name values, never dump them."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_sample(sample: Sample) -> None:
@@ -63,37 +72,44 @@ def check_sample(sample: Sample) -> None:
         sample: The record to check.
 
     Raises:
-        ValueError: If the id, image, task, prompt, target, references or rejected answer is
-            missing or malformed.
+        BadRecord: (a ``ValueError``) if the id, image, task, prompt, target, references or
+            rejected answer is missing or malformed; ``reason`` says which kind of problem.
     """
     sid = sample.id
     if not isinstance(sid, str) or not sid.strip():
-        raise ValueError(f"a sample has an empty or non-string id ({sid!r}); give every record a "
-                         "unique non-empty string id")
+        raise BadRecord("missing_field", f"a sample has an empty or non-string id ({short(sid)}); "
+                        "give every record a unique non-empty string id")
     if sample.task not in TASKS:
-        _fail(sid, f"has unknown task {sample.task!r}", f"use one of {', '.join(TASKS)}")
+        _fail(sid, f"has unknown task {short(sample.task)}", f"use one of {', '.join(TASKS)}",
+              "invalid_value")
     if not isinstance(sample.image, Image.Image):
         _fail(sid, f"has an image of type {type(sample.image).__name__}",
-              "every sample needs a PIL.Image.Image")
+              "every sample needs a PIL.Image.Image", "bad_image")
     if sample.image.mode != "RGB":
         _fail(sid, f"has an image in mode {sample.image.mode!r}",
-              "convert it with image.convert('RGB') in the reader")
+              "convert it with vlmtrain.data.images.to_rgb in the reader", "bad_image")
     if min(sample.image.size) < 1:
-        _fail(sid, f"has an empty image of size {sample.image.size}", "check the image file")
+        _fail(sid, f"has an empty image of size {sample.image.size}", "check the image file",
+              "bad_image")
     if not isinstance(sample.prompt, str):
-        _fail(sid, f"has a prompt of type {type(sample.prompt).__name__}", "the prompt must be str")
+        _fail(sid, f"has a prompt of type {type(sample.prompt).__name__}", "the prompt must be str",
+              "wrong_type")
     if not sample.prompt.strip() and sample.task not in _EMPTY_PROMPT_OK:
-        _fail(sid, "has an empty question", f"every {sample.task} sample needs a non-empty prompt")
+        _fail(sid, "has an empty question", f"every {sample.task} sample needs a non-empty prompt",
+              "empty_text")
     if not isinstance(sample.target, str) or not sample.target.strip():
         what = "caption" if sample.task in _EMPTY_PROMPT_OK else "answer"
-        _fail(sid, f"has an empty {what}", "every sample needs a non-empty target")
+        _fail(sid, f"has an empty {what}", "every sample needs a non-empty target",
+              "empty_text" if isinstance(sample.target, str) else "wrong_type")
     refs = sample.references
     if not isinstance(refs, tuple) or not refs:
-        _fail(sid, "has no references", "give at least one reference as a tuple of str")
+        _fail(sid, "has no references", "give at least one reference as a tuple of str",
+              "missing_field")
     bad = [r for r in refs if not isinstance(r, str) or not r.strip()]
     if bad:
         _fail(sid, f"has {len(bad)} empty or non-string reference(s)",
-              "every reference must be a non-empty str")
+              "every reference must be a non-empty str",
+              "empty_text" if all(isinstance(r, str) for r in bad) else "wrong_type")
     _check_rejected(sample)
     _check_followups(sample)
 
@@ -102,13 +118,14 @@ def _check_followups(sample: Sample) -> None:
     turns = sample.followups
     if not isinstance(turns, tuple):
         _fail(sample.id, f"has followups of type {type(turns).__name__}",
-              "give follow-up turns as a tuple of (question, answer) pairs")
+              "give follow-up turns as a tuple of (question, answer) pairs", "wrong_type")
     for n, turn in enumerate(turns, start=2):
         ok = (isinstance(turn, tuple) and len(turn) == 2
               and all(isinstance(t, str) and t.strip() for t in turn))
         if not ok:
-            _fail(sample.id, f"has a malformed turn {n} ({turn!r})",
-                  "every follow-up turn must be a (question, answer) pair of non-empty str")
+            _fail(sample.id, f"has a malformed turn {n} ({short(turn)})",
+                  "every follow-up turn must be a (question, answer) pair of non-empty str",
+                  "empty_text")
 
 
 def _check_rejected(sample: Sample) -> None:
@@ -116,18 +133,16 @@ def _check_rejected(sample: Sample) -> None:
     if sample.task != "preference":
         if rejected is not None:
             _fail(sid, f"is a {sample.task} sample with a rejected answer",
-                  "only task='preference' samples carry `rejected`")
+                  "only task='preference' samples carry `rejected`", "invalid_value")
         return
     if not isinstance(rejected, str) or not rejected.strip():
         _fail(sid, "is a preference pair without a rejected answer",
-              "every preference sample needs a non-empty `rejected`")
+              "every preference sample needs a non-empty `rejected`",
+              "missing_field" if rejected is None
+              else "empty_text" if isinstance(rejected, str) else "wrong_type")
     if rejected.strip().lower() == sample.target.strip().lower():
-        _fail(sid, f"has rejected == chosen ({rejected!r})",
-              "the rejected answer must differ from the target")
-
-
-class ImageNotFoundError(FileNotFoundError):
-    """An image file named by a record does not exist (the message names record and path)."""
+        _fail(sid, f"has rejected == chosen ({short(rejected)})",
+              "the rejected answer must differ from the target", "chosen_equals_rejected")
 
 
 def load_image(path: str | Path, record_id: str, source: str | None = None) -> Image.Image:
@@ -143,20 +158,7 @@ def load_image(path: str | Path, record_id: str, source: str | None = None) -> I
 
     Raises:
         ImageNotFoundError: If ``path`` does not exist.
-        ValueError: If the file exists but cannot be decoded as an image.
+        BadRecord: (a ``ValueError``) if the file exists but cannot be decoded as an image.
     """
-    path = Path(path)
-    where = f"the annotation file {source}" if source else "the annotation file"
-    if not path.is_file():
-        raise ImageNotFoundError(
-            f"record {record_id}: image file '{path}' does not exist; fix the path in {where} "
-            "or the image directory it is resolved against"
-        )
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, Image.DecompressionBombError) as err:
-        raise ValueError(
-            f"record {record_id}: image file '{path}' cannot be read as an image ({err}); "
-            f"replace the file or drop the record from {where}"
-        ) from err
+    where = f"the path in the annotation file {source}" if source else "the annotation file"
+    return decode_image(path, record_id, where)
