@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from vlmtrain.errors import VLMTrainError
+from vlmtrain.metrics.functional.vqa import DEFAULT_VERSION as VQA_DEFAULT_VERSION
+from vlmtrain.metrics.functional.vqa import VERSIONS as VQA_VERSIONS
 
 CAPTION_NGRAM = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider")
 BERTSCORE = ("bertscore_precision", "bertscore_recall", "bertscore_f1")
@@ -103,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip-model", help="caption: CLIP model name or path for clipscore")
     parser.add_argument("--anls-threshold", type=float, default=0.5,
                         help="docvqa: per-question ANLS below this counts 0 (default 0.5)")
+    parser.add_argument("--vqa-eval-version", default=VQA_DEFAULT_VERSION, choices=VQA_VERSIONS,
+                        help="vqa: official vqaEval.py to follow: 2021 (default, current head "
+                        "a013f00) or 2017 (the pre-fix script, to reproduce old numbers)")
     return parser
 
 
@@ -137,7 +142,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     if args.task == "caption":
         scores = _caption_scores(names, ids, preds, refs, args, ref_obj)
     else:
-        scores = _answer_scores(args.task, names, preds, refs, args.anls_threshold)
+        scores = _answer_scores(args.task, names, preds, refs, args.anls_threshold,
+                                args.vqa_eval_version)
     return {name: float(scores[name]) for name in names}
 
 
@@ -282,13 +288,14 @@ def align_ids(
 
 
 def _answer_scores(
-    task: str, names: list[str], preds: list[str], refs: list[list[str]], threshold: float
+    task: str, names: list[str], preds: list[str], refs: list[list[str]], threshold: float,
+    vqa_version: str,
 ) -> dict[str, float]:
     scores: dict[str, float] = {}
     if "vqa_accuracy" in names:
         from vlmtrain.metrics.functional.vqa import vqa_accuracy
 
-        scores.update(vqa_accuracy(preds, refs))
+        scores.update(vqa_accuracy(preds, refs, vqa_version))
     if "anls" in names:
         from vlmtrain.metrics.functional.anls import anls
 

@@ -119,7 +119,25 @@ def test_vqa_both_reference_formats(vqa_files, ref_format):
     want = {**vqa_accuracy(p, r), **squad_scores(p, r)}
     assert list(got) == ["vqa_accuracy", "exact_match", "f1"]
     assert got == pytest.approx(want, abs=1e-12)
-    assert got["vqa_accuracy"] == pytest.approx((0.9 + 1.0 + 1.0 + 0.3) / 4, abs=1e-12)
+    # current vqaEval.py: 101 prediction "two" -> "2", 3 of 10 gold "2"; 102 agreeing gold is
+    # compared raw ("Yes." != "yes"); 103 both sides become "red white"; 104 the gold "dont know"
+    # becomes "don't know" too, so 2 matches: (2 * 1/3 + 8 * 2/3) / 10
+    assert got["vqa_accuracy"] == pytest.approx((0.9 + 0.0 + 1.0 + 0.6) / 4, abs=1e-12)
+
+
+def test_vqa_eval_version_flag(vqa_files):
+    preds, official, _ = vqa_files
+    base = ("--task", "vqa", "--predictions", preds, "--references", official,
+            "--metrics", "vqa_accuracy")
+    current = _ok(run(*base, "--vqa-eval-version", "2021"))
+    assert current == _ok(run(*base))  # 2021 is the default
+    old = _ok(run(*base, "--vqa-eval-version", "2017"))
+    p, r = list(VQA_PREDS.values()), list(VQA_ANSWERS.values())
+    assert old == pytest.approx(vqa_accuracy(p, r, version="2017"), abs=1e-12)
+    # pre-2021 script: the prediction is always normalised, the gold answers only de-punctuated
+    assert old["vqa_accuracy"] == pytest.approx((0.9 + 1.0 + 1.0 + 0.3) / 4, abs=1e-12)
+    line = _error(run(*base, "--vqa-eval-version", "master"))
+    assert "--vqa-eval-version" in line and "'2021', '2017'" in line
 
 
 @pytest.mark.parametrize("ref_format", ["official", "mapping"])
@@ -149,7 +167,7 @@ def test_missing_ids_error_and_allow_missing(vqa_files, tmp_path):
                "--allow-missing", "--metrics", "vqa_accuracy")
     got = _ok(proc)
     assert "warning: scoring 3 ids" in proc.stderr
-    assert got["vqa_accuracy"] == pytest.approx((0.9 + 1.0 + 1.0) / 3, abs=1e-12)
+    assert got["vqa_accuracy"] == pytest.approx((0.9 + 0.0 + 1.0) / 3, abs=1e-12)
 
 
 def test_missing_ids_are_listed_first_20_and_counted(tmp_path):

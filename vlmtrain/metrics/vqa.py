@@ -1,5 +1,5 @@
-"""VQA accuracy as a torchmetrics metric (official VQA evaluation, see
-:mod:`vlmtrain.metrics.functional.vqa` for the exact normalisation and formula)."""
+"""VQA accuracy as a torchmetrics metric (official VQA evaluation, current ``vqaEval.py`` by
+default; see :mod:`vlmtrain.metrics.functional.vqa` for the versions, normalisation and formula)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from vlmtrain.metrics.functional.vqa import vqa_accuracy, vqa_accuracy_per_sample
+from vlmtrain.metrics.functional.vqa import (
+    DEFAULT_VERSION,
+    check_version,
+    vqa_accuracy,
+    vqa_accuracy_per_sample,
+)
 
 __all__ = ["VQAAccuracy", "vqa_accuracy"]
 
@@ -18,9 +23,15 @@ class VQAAccuracy(Metric):
     VQA accuracy of a question depends on that question alone, so each sample is scored in
     :meth:`update` and only a float64 sum and a count are kept: DDP sync is two all-reduces.
 
+    Args:
+        version: which official ``vqaEval.py`` to follow: ``"2021"`` (default; the current
+            script, commit a013f00) or ``"2017"`` (the pre-fix script, only to reproduce old
+            numbers). Config: ``metrics.vqa.version=2017``.
+        **kwargs: passed to :class:`torchmetrics.Metric`.
+
     Example:
         >>> m = VQAAccuracy()
-        >>> m.update(["two"], [["2", "2", "2", "two", "2"]])
+        >>> m.update(["two"], [["2", "2", "2", "two", "3"]])
         >>> float(m.compute()["vqa_accuracy"])
         1.0
     """
@@ -32,8 +43,9 @@ class VQAAccuracy(Metric):
     score_sum: Tensor
     count: Tensor
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, version: str | int = DEFAULT_VERSION, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.version = check_version(version)  # a bad name fails when the config is built
         self.add_state("score_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
 
@@ -44,7 +56,7 @@ class VQAAccuracy(Metric):
             predictions: B predicted answers.
             references: B non-empty lists of gold answers (10 per question in VQA v2).
         """
-        scores = vqa_accuracy_per_sample(predictions, references)
+        scores = vqa_accuracy_per_sample(predictions, references, self.version)
         self.score_sum += float(sum(scores))
         self.count += len(scores)
 

@@ -1,22 +1,34 @@
 """VQA accuracy, equal to the official VQA evaluation (``vqaEval.py`` of the VQA API).
 
-Reference: ``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` of github.com/GT-Vision-Lab/VQA
-(master; the VQA v1/v2 challenge metric). Accuracy of one question with answers
-``g_1..g_n`` (n = 10 in VQA) is the mean over the n leave-one-annotator-out subsets of
-``min(1, #matches in the subset / 3)``.
+Reference: ``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` of github.com/GT-Vision-Lab/VQA.
+Two versions of that file are available by name; the default is the current one:
 
-The normalisation is reproduced as the official script applies it, quirks included:
+* ``"2021"`` (default): the file at commit a013f0043c1e2cdc995922dfe257f7149aa9af06 ("Fixed
+  processing answers bug", March 2021), the head of the repository.
+* ``"2017"``: the file as released with VQA v2.0, commit a4f1afd59cfda2f1a7f7f720f40bfea2e338c6ad
+  (Oct 2017, the parent of a013f00; the file itself last changed in Oct 2016). Kept only to
+  reproduce numbers computed with it; ask for it explicitly.
 
-* The prediction always gets: ``\\n``/``\\t`` -> space, ``strip()``, :func:`process_punctuation`,
-  then :func:`process_digit_article` (lower-case, number words -> digits, drop a/an/the,
-  contractions such as ``dont`` -> ``don't``).
-* The gold answers get ONLY :func:`process_punctuation`, and only when they are not all
-  identical (``len(set(answers)) > 1``). They are never lower-cased, stripped or digit-mapped:
-  the official annotation files are already normalised, so a gold answer ``"Two"`` never matches.
-* The period regex of the official script has a typo, ``(?!<=\\d)`` (a no-op look-ahead) where a
-  look-behind was meant, so a period is removed whenever no digit follows it; and
-  ``re.UNICODE`` is passed positionally as the ``count`` argument of ``Pattern.sub``, so at most
-  32 periods are removed.
+Accuracy of one question with answers ``g_1..g_n`` (n = 10 in VQA) is the mean over the n
+leave-one-annotator-out subsets of ``min(1, #matches in the subset / 3)``. The versions differ
+only in which strings are compared:
+
+* ``"2021"``: the prediction and every gold answer get ``\\n``/``\\t`` -> space and ``strip()``.
+  Then, only when the annotators disagree (``len(set(gold)) > 1`` after that clean-up), the gold
+  answers AND the prediction get :func:`process_punctuation` then :func:`process_digit_article`.
+  When all annotators agree, the strings are compared as they are (``"Yes"`` != ``"yes"``).
+* ``"2017"``: the prediction always gets the clean-up, :func:`process_punctuation` and
+  :func:`process_digit_article`; the gold answers get only :func:`process_punctuation`, only when
+  the raw answers are not all identical, and are never stripped, lower-cased or digit-mapped.
+
+Quirks of the official normalisation, reproduced in both versions:
+
+* The period regex has a typo, ``(?!<=\\d)`` (a no-op look-ahead) where a look-behind was meant,
+  so a period is removed whenever no digit follows it; and ``re.UNICODE`` is passed positionally
+  as the ``count`` argument of ``Pattern.sub``, so at most 32 periods are removed.
+* The official script is Python 2; this module follows Python 3 string semantics (as the test
+  oracle does): ``\\d`` also matches non-ASCII decimal digits and ``lower()`` uses full case
+  mapping, which matters only for such characters (e.g. ``"٣.٥"``, ``"İ"``).
 
 This module imports neither torch nor torchmetrics, so ``python -m vlmtrain.evaluate`` starts fast.
 """
@@ -108,63 +120,122 @@ def process_digit_article(text: str) -> str:
     return " ".join(CONTRACTIONS.get(w, w) for w in words if w not in ARTICLES)
 
 
-def normalize_prediction(answer: str) -> str:
-    """Normalise a predicted answer exactly as the official script does (always)."""
-    answer = answer.replace("\n", " ").replace("\t", " ").strip()
-    return process_digit_article(process_punctuation(answer))
+def _clean(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ").strip()
 
 
-def normalize_references(answers: Sequence[str]) -> list[str]:
-    """Normalise gold answers as the official script does: punctuation only, and only when the
-    annotators disagree (some answers differ)."""
-    if len(set(answers)) > 1:
-        return [process_punctuation(a) for a in answers]
-    return list(answers)
+def _normalize_2021(prediction: str, answers: Sequence[str]) -> tuple[str, list[str]]:
+    pred = _clean(prediction)
+    gold = [_clean(a) for a in answers]
+    if len(set(gold)) > 1:  # annotators disagree: normalise both sides
+        gold = [process_digit_article(process_punctuation(a)) for a in gold]
+        pred = process_digit_article(process_punctuation(pred))
+    return pred, gold
 
 
-def vqa_accuracy_single(prediction: str, answers: Sequence[str]) -> float:
+def _normalize_2017(prediction: str, answers: Sequence[str]) -> tuple[str, list[str]]:
+    pred = process_digit_article(process_punctuation(_clean(prediction)))
+    if len(set(answers)) > 1:  # tested on the raw answers: no clean-up of the gold side
+        return pred, [process_punctuation(a) for a in answers]
+    return pred, list(answers)
+
+
+# The versions a user can ask for by name (see the module docstring); the first is the default.
+_NORMALIZERS = {"2021": _normalize_2021, "2017": _normalize_2017}
+VERSIONS: tuple[str, ...] = tuple(_NORMALIZERS)
+DEFAULT_VERSION = "2021"
+COMMITS: dict[str, str] = {
+    "2021": "a013f0043c1e2cdc995922dfe257f7149aa9af06",
+    "2017": "a4f1afd59cfda2f1a7f7f720f40bfea2e338c6ad",
+}
+
+
+def check_version(version: str | int) -> str:
+    """The version name as a string (YAML reads ``2017`` as an int), or a ValueError naming the
+    valid ones."""
+    name = str(version)
+    if name not in _NORMALIZERS:
+        raise ValueError(
+            f"vqa_accuracy: unknown VQA evaluation version {version!r}; use one of "
+            f"{', '.join(VERSIONS)} (default {DEFAULT_VERSION}, the current official script)"
+        )
+    return name
+
+
+def normalize(
+    prediction: str, answers: Sequence[str], version: str | int = DEFAULT_VERSION
+) -> tuple[str, list[str]]:
+    """The strings the official script compares for one question.
+
+    Args:
+        prediction: the predicted answer (raw model text).
+        answers: the gold answers of the question.
+        version: ``"2021"`` (current official script) or ``"2017"`` (pre-fix script).
+
+    Returns:
+        ``(prediction, gold answers)`` after the version's normalisation.
+    """
+    return _NORMALIZERS[check_version(version)](prediction, answers)
+
+
+def vqa_accuracy_single(
+    prediction: str, answers: Sequence[str], version: str | int = DEFAULT_VERSION
+) -> float:
     """VQA accuracy of one question, in [0, 1].
 
     Leave-one-annotator-out: for each of the n gold answers, count the matches among the other
-    n - 1 and score ``min(1, matches / 3)``; return the mean of the n scores. The official script
-    drops annotator i by comparing answer dicts, which removes exactly one entry because every
+    n - 1 and score ``min(1, matches / 3)``; return the mean of the n scores, summed in the
+    official order so the float is the official one bit for bit. The official script drops
+    annotator i by comparing answer dicts, which removes exactly one entry because every
     official answer carries a distinct ``answer_id``; here the i-th answer is dropped by position.
 
     Args:
         prediction: the predicted answer (raw model text).
         answers: the n >= 1 gold answers (any n, not only 10).
+        version: ``"2021"`` (default, current official script) or ``"2017"``.
     """
-    pred = normalize_prediction(prediction)
-    gold = normalize_references(answers)
+    pred, gold = normalize(prediction, answers, version)
     total_matches = sum(1 for g in gold if g == pred)
     subset_scores = [min(1, float(total_matches - (g == pred)) / 3) for g in gold]
     return float(sum(subset_scores)) / len(subset_scores)
 
 
 def vqa_accuracy_per_sample(
-    predictions: Sequence[str], references: Sequence[Sequence[str]]
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    version: str | int = DEFAULT_VERSION,
 ) -> list[float]:
     """VQA accuracy of each question.
 
     Args:
         predictions: N predicted answers.
         references: N lists of gold answers (non-empty).
+        version: ``"2021"`` (default, current official script) or ``"2017"``.
 
     Returns:
         N floats in [0, 1].
     """
+    version = check_version(version)
     check_answer_inputs(predictions, references, "vqa_accuracy")
-    return [vqa_accuracy_single(p, r) for p, r in zip(predictions, references)]
+    return [vqa_accuracy_single(p, r, version) for p, r in zip(predictions, references)]
 
 
 def vqa_accuracy(
-    predictions: Sequence[str], references: Sequence[Sequence[str]]
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    version: str | int = DEFAULT_VERSION,
 ) -> dict[str, float]:
     """Mean VQA accuracy over questions, as a fraction in [0, 1].
 
-    The official script prints ``round(100 * mean, 2)``; this returns the unrounded fraction.
+    The official script prints ``round(100 * sum / N, 2)``; this returns the unrounded
+    ``sum / N`` (same float as the official one before its rounding).
+
+    Args:
+        predictions: N predicted answers.
+        references: N lists of gold answers (non-empty).
+        version: ``"2021"`` (default, current official script) or ``"2017"``.
 
     Returns:
         ``{"vqa_accuracy": float}``.
     """
-    return {"vqa_accuracy": mean(vqa_accuracy_per_sample(predictions, references))}
+    return {"vqa_accuracy": mean(vqa_accuracy_per_sample(predictions, references, version))}
