@@ -64,7 +64,7 @@ def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.round(values), 0, 255).astype(np.uint8)
 
 
-def decode_image(source: str | Path | bytes, record_id: str, where: str = "") -> Image.Image:
+def decode_image(source: str | Path | bytes | None, record_id: str, where: str = "") -> Image.Image:
     """Open an image file (or encoded bytes) as a fully loaded RGB image.
 
     Args:
@@ -78,6 +78,8 @@ def decode_image(source: str | Path | bytes, record_id: str, where: str = "") ->
             empty, truncated, or a mode with no RGB conversion).
     """
     fix = where or "the annotation file"
+    if source is None:
+        raise ImageNotFoundError("missing_image", f"record {record_id} has no image; fix {fix}")
     if isinstance(source, (bytes, bytearray)):
         name, opened = "image bytes", io.BytesIO(source)
     else:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from vlmtrain.data.bad_records import BadRecord, BadRecordPolicy
 from vlmtrain.data.readers import (
-    Record, RecordChecker, RecordDataset, check_task, image_path, one_image, record_id, strip_placeholders,
-    text, texts,
+    Record, RecordChecker, RecordDataset, check_task, image_path, one_image, record_id,
+    strip_placeholders, text, texts,
 )
 from vlmtrain.errors import VLMTrainError
 

@@ -94,14 +94,14 @@ class RecordChecker:
         if isinstance(record.image, str) and not Path(record.image).is_file():
             raise ImageNotFoundError(
                 "missing_image", f"record {record.id}: image file '{record.image}' does not "
-                "exist; fix the path in the record or the image folder (data.*.image_root)")
+                "exist; fix the path in the record or the image folder of the data config")
         self._seen[record.id] = record.where
         self.records.append(record)
 
     def finish(self) -> list[Record]:
         if not self.records:
-            raise VLMTrainError(f"{self.source} holds no usable record"
-                                + (" (all were skipped as bad)" if self.policy.counts.total else ""))
+            why = " (all were skipped as bad)" if self.policy.counts.total else ""
+            raise VLMTrainError(f"{self.source} holds no usable record{why}")
         return self.records
 
 
