@@ -41,6 +41,7 @@ from vlmtrain.data.shapes_doc import (
     DOC_WORDS,
     NUMBER_RANGE,
     make_doc_question,
+    min_page_size,
     styled,
 )
 from vlmtrain.data.shapes_followups import FOLLOWUP_MODES, FollowupPlanner, followup_question
@@ -125,11 +126,12 @@ class ShapesDataset(Dataset[Sample]):
             raise ValueError(f"data size must be >= 0, got {size}")
         if not 1 <= max_shapes <= 9:
             raise ValueError(f"max_shapes must be in 1..9 (a 3x3 grid), got {max_shapes}")
-        if image_size < 32 or doc_image_size < 64:
-            raise ValueError(f"image_size must be >= 32 and doc_image_size >= 64 to stay legible, "
-                             f"got {image_size} and {doc_image_size}")
         if not 1 <= doc_max_words <= 8:
             raise ValueError(f"doc_max_words must be in 1..8, got {doc_max_words}")
+        if image_size < 32 or doc_image_size < min_page_size(doc_max_words):
+            raise ValueError(f"image_size must be >= 32 and doc_image_size >= "
+                             f"{min_page_size(doc_max_words)} (for doc_max_words={doc_max_words}) "
+                             f"to stay legible, got {image_size} and {doc_image_size}")
         if questions_per_image < 1 or (questions_per_image > 1 and task != "vqa"):
             raise ValueError(f"questions_per_image must be >= 1, and 1 unless task='vqa'; got "
                              f"{questions_per_image} for task {task!r}")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from vlmtrain.data.shapes_render import TextItem, background, render_page
+from vlmtrain.data.shapes_render import TextItem, background, page_font, render_page
 
 DOC_QTYPES = ("first_word", "last_word", "top", "bottom", "number", "below")
 DOC_WORDS = (
@@ -39,6 +40,8 @@ DOC_TEMPLATES: dict[str, tuple[str, ...]] = {
     "below": ("What is written below {text}?", "What comes after {text}?"),
 }
 _NUMBER_SHARE = 0.25
+_MARGIN_PX = 3  # render_page keeps text this far from the left and right edges
+_JITTER_PX = 1  # and moves each line up or down by up to this much
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,40 @@ class DocQuestion:
     image: Image.Image
     items: list[TextItem]
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def page_lines(max_words: int) -> int:
+    """Line slots of a page that holds up to ``max_words`` items (at least 4)."""
+    return max(4, max_words)
+
+
+def _font_px(image_size: int, n_lines: int) -> int:
+    return max(10, round(image_size / n_lines * 0.55))  # as render_page sizes its font
+
+
+@lru_cache(maxsize=16)
+def min_page_size(max_words: int) -> int:
+    """Smallest page side (px) on which every printed string is whole and lines stay apart.
+
+    Two limits: the widest string (``MONEY`` in capitals, 37 px in the smallest, 10 px font)
+    plus the side margins must fit across the page, and a line slot must hold the tallest ink
+    (10 px with descenders) plus the vertical jitter on both sides, or the top line is cut at the
+    page edge and neighbouring lines overlap. 4 items per page (the default) need 48 px, the
+    shipped scene size; each further item 12 px more (8 items: 96 px).
+    """
+    n_lines = page_lines(max_words)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    texts = [styled(w, s) for w in DOC_WORDS for s in CASE_STYLES] + ["888", "999", "444"]
+    size = 32
+    while True:  # the font grows with the page, so search upward; ends within ~100 steps
+        font = page_font(_font_px(size, n_lines))
+        boxes = [draw.textbbox((0, 0), t, font=font) for t in texts]
+        widest = max(x1 - x0 for x0, _, x1, _ in boxes)
+        tallest = max(y1 - y0 for _, y0, _, y1 in boxes)
+        if (widest + 2 * _MARGIN_PX <= size
+                and size / n_lines >= tallest + 2 * _JITTER_PX):
+            return size
+        size += 1
 
 
 def styled(word: str, style: str) -> str:
@@ -98,7 +135,7 @@ def make_doc_question(rng: random.Random, qtype: str, split: str, image_size: in
     if qtype not in DOC_QTYPES:
         raise ValueError(f"unknown doc question type {qtype!r}; use one of {', '.join(DOC_QTYPES)}")
     n = rng.randint(2 if qtype == "below" else 1, max_words)
-    n_lines = max(4, max_words)
+    n_lines = page_lines(max_words)
     lines = sorted(rng.sample(range(n_lines), n))
     texts = _texts(rng, qtype, n)
     image, items = render_page(rng, texts, lines, image_size, n_lines,

@@ -57,8 +57,10 @@ def make_wandb_logger(mode: str = "auto", **kwargs: Any) -> Any:
 
     resolved = wandb_mode(mode)
     if resolved == "offline":
-        log.info("W&B offline (no credentials found): sync later with `wandb sync %s`",
-                 kwargs.get("save_dir", "."))
+        # wandb writes the run under <save_dir>/wandb/offline-run-<time>-<id>: that is what
+        # `wandb sync` takes (the end-of-run summary prints the exact folder).
+        log.info("W&B offline (no credentials found): sync later with "
+                 "`wandb sync %s/wandb/offline-run-*`", kwargs.get("save_dir") or ".")
     return WandbLogger(mode=resolved, offline=resolved == "offline", **kwargs)
 
 
