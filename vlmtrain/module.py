@@ -85,9 +85,13 @@ class VLMModule(L.LightningModule):
         return forward_supervised(self.model, batch)
 
     def on_fit_start(self) -> None:
-        # A cached reference computes its log-probs here, once, before the first step.
+        # A cached reference loads or computes its log-probs here, before the first step (and
+        # before a stand-alone validate(), below); preparing twice is a no-op.
         if self.reference is not None:
             self.reference.prepare(self, getattr(self.trainer, "datamodule", None))
+
+    def on_validation_start(self) -> None:
+        self.on_fit_start()
 
     def _frozen(self, batch: dict[str, Any], stage: str) -> Any:
         """What the loss's frozen model produces for ``batch`` (``None`` if it needs none)."""
