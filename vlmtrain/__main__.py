@@ -51,6 +51,7 @@ def user_error(exc: BaseException) -> str | None:
 
 
 def _task(cfg: DictConfig) -> float | None:
+    from vlmtrain.callbacks.run_record import mark_ended
     from vlmtrain.tracking.wandb import redact_argv
     from vlmtrain.train import train  # heavy imports after Hydra parsed the command line
 
@@ -58,6 +59,8 @@ def _task(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
     except Exception as exc:  # noqa: BLE001 -- user errors become one line, bugs keep traces
+        # an error outside Lightning's loops (which record their own) must not leave "running"
+        mark_ended(cfg.paths.output_dir, "failed", f"{type(exc).__name__}: {exc}")
         message = user_error(exc)
         if message is None:
             raise

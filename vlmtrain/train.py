@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vlmtrain.callbacks.export import SaveHFModel
 from vlmtrain.callbacks.generation_eval import GenerationEval
+from vlmtrain.callbacks.run_record import RunRecord
 from vlmtrain.losses.base import needs_of
 from vlmtrain.summary import checkpoint_report, print_summary
 from vlmtrain.tracking.wandb import redact
@@ -35,6 +36,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = list(instantiate(cfg.callbacks).values()) if cfg.get("callbacks") else []
     loggers = list(instantiate(cfg.logger).values()) if cfg.get("logger") else []
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    record = next((c for c in callbacks if isinstance(c, RunRecord)), None)
+    if record is not None:
+        record.begin(cfg)  # run.json: status running, config hash, W&B id once loggers start
     hparams = redact(OmegaConf.to_container(cfg, resolve=True))
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
@@ -51,6 +55,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         _save_last_checkpoint(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1}
+    if record is not None:
+        record.finish(trainer)
     if trainer.is_global_zero:
         print_summary(
             metrics=metrics,
