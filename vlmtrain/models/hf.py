@@ -16,6 +16,7 @@ from torch import nn
 
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.models.families import Family
+from vlmtrain.models.hub import cache_only, offline_error
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def load_vlm(
     attn_implementation: str | None = "sdpa",
     processor_kwargs: dict | None = None,
     revision: str | None = None,
+    trust_remote_code: bool = False,
 ) -> VLM:
     """Load model and processor with ``from_pretrained`` and prepare them for training.
 
@@ -68,20 +70,29 @@ def load_vlm(
         attn_implementation: ``sdpa`` | ``eager`` | ``flash_attention_2``.
         processor_kwargs: forwarded to ``AutoProcessor.from_pretrained`` (e.g. ``min_pixels``).
         revision: hub revision.
+        trust_remote_code: run Python code shipped with the checkpoint (off: only
+            architectures transformers itself implements load).
+
+    Raises:
+        VLMTrainError: the model cannot be loaded; without a reachable hub this is raised at
+            once (no retries) when the model is not in the local cache.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     if dtype not in _DTYPES:
         raise VLMTrainError(f"model.dtype={dtype!r} is not one of {sorted(_DTYPES)}")
+    offline = cache_only(name_or_path, "model.name_or_path")  # no hub: cache, or fail at once
+    common = {"revision": revision, "trust_remote_code": trust_remote_code,
+              "local_files_only": offline}
     try:
-        processor = AutoProcessor.from_pretrained(
-            name_or_path, revision=revision, **(processor_kwargs or {})
-        )
+        processor = AutoProcessor.from_pretrained(name_or_path, **common,
+                                                  **(processor_kwargs or {}))
         model = AutoModelForImageTextToText.from_pretrained(
-            name_or_path, revision=revision, dtype=_DTYPES[dtype],
-            attn_implementation=attn_implementation,
+            name_or_path, **common, dtype=_DTYPES[dtype], attn_implementation=attn_implementation,
         )
     except OSError as exc:
+        if offline:
+            raise offline_error(name_or_path, "model.name_or_path") from None
         raise VLMTrainError(
             f"cannot load model '{name_or_path}': {str(exc).splitlines()[0]} -- without access "
             "to the Hugging Face Hub, download it elsewhere (`hf download "

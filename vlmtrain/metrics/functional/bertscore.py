@@ -105,13 +105,17 @@ def load_bert_scorer(
         baseline_path = _baseline_file(model_type, lang, baseline_path)
     from bert_score import BERTScorer
 
-    scorer = BERTScorer(
-        model_type=model_type, num_layers=num_layers, idf=idf, lang=lang, device=device,
-        rescale_with_baseline=rescale_with_baseline, baseline_path=baseline_path,
-        nthreads=0,  # idf counting in-process: a fork next to a loaded (CUDA) model is unsafe
-        use_fast_tokenizer=use_fast_tokenizer,
-    )
-    _restore_prefix_space(scorer, model_type, use_fast_tokenizer)
+    from vlmtrain.models.hub import offline_unless_reachable
+
+    # no hub: the local cache at once, instead of a minute of retries
+    with offline_unless_reachable(model_type, "--bertscore-model (or model_type)"):
+        scorer = BERTScorer(
+            model_type=model_type, num_layers=num_layers, idf=idf, lang=lang, device=device,
+            rescale_with_baseline=rescale_with_baseline, baseline_path=baseline_path,
+            nthreads=0,  # idf counting in-process: a fork next to a loaded (CUDA) model is unsafe
+            use_fast_tokenizer=use_fast_tokenizer,
+        )
+        _restore_prefix_space(scorer, model_type, use_fast_tokenizer)
     return scorer
 
 

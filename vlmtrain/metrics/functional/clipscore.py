@@ -60,9 +60,13 @@ def load_clip(model_name_or_path: str = DEFAULT_MODEL, device: Any = None, dtype
     import torch
     from transformers import CLIPModel, CLIPProcessor
 
+    from vlmtrain.models.hub import offline_unless_reachable
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = CLIPModel.from_pretrained(model_name_or_path, dtype=dtype).to(device).eval()
-    return model, CLIPProcessor.from_pretrained(model_name_or_path)
+    # no hub: the local cache at once, instead of a minute of retries
+    with offline_unless_reachable(model_name_or_path, "--clip-model (or model_name_or_path)"):
+        model = CLIPModel.from_pretrained(model_name_or_path, dtype=dtype).to(device).eval()
+        return model, CLIPProcessor.from_pretrained(model_name_or_path)
 
 
 def _as_pil(image: ImageLike, index: int):
