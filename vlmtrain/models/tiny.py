@@ -160,6 +160,7 @@ def build_tiny_qwen2_5_vl(
     merge_size: int = 2,
     image_mean: Sequence[float] | None = None,
     image_std: Sequence[float] | None = None,
+    embedding_rows: int | None = None,
 ) -> str:
     """Build (or reuse) a tiny Qwen2.5-VL checkpoint folder and return its path.
 
@@ -167,11 +168,15 @@ def build_tiny_qwen2_5_vl(
     ``merge_size`` x ``merge_size`` into ``(image_size / patch_size / merge_size)**2`` image tokens
     (16 with the defaults; the real models merge 2x2). ``image_mean`` / ``image_std`` (RGB) go
     into the saved image processor; ``None`` keeps Qwen2.5-VL's own (OpenAI CLIP's).
+    ``embedding_rows`` sizes the embedding and output matrices (``None``: the tokenizer's size);
+    151,936 gives the vocabulary projection of the real Qwen2.5-VL, for benchmarks.
     """
     _check_grid(image_size, patch_size * merge_size, "patch_size x merge_size")
     pixel_stats = _pixel_stats(image_mean, image_std)
     spec = {k: v for k, v in locals().items() if k not in _NOT_IN_KEY} | {"family": "qwen2_5_vl",
                                                                            "v": 3}
+    if embedding_rows is None:  # keeps the cache keys of models built before the option
+        del spec["embedding_rows"]
 
     def build(out: Path) -> None:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -192,7 +197,8 @@ def build_tiny_qwen2_5_vl(
                                         chat_template=QWEN_CHAT_TEMPLATE)
         config = Qwen2_5_VLConfig(
             text_config=dict(
-                vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                vocab_size=embedding_rows or len(tok), hidden_size=hidden_size,
+                intermediate_size=2 * hidden_size,
                 num_hidden_layers=num_layers, num_attention_heads=num_heads,
                 num_key_value_heads=num_heads, max_position_embeddings=1024,
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
