@@ -18,6 +18,7 @@ from vlmtrain.errors import VLMTrainError
 from vlmtrain.paths import config_dir, recipe_dir
 
 log = logging.getLogger("vlmtrain")
+EXIT_SIGTERM = 128 + 15  # the shell's status for a process ended by SIGTERM
 
 
 def register_recipes() -> list[str]:
@@ -51,6 +52,8 @@ def user_error(exc: BaseException) -> str | None:
 
 
 def _task(cfg: DictConfig) -> float | None:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     from vlmtrain.callbacks.run_record import mark_ended
     from vlmtrain.tracking.wandb import redact_argv
     from vlmtrain.train import train  # heavy imports after Hydra parsed the command line
@@ -58,6 +61,13 @@ def _task(cfg: DictConfig) -> float | None:
     sys.argv = redact_argv(sys.argv)  # loggers record argv; secrets must not reach them
     try:
         metrics = train(cfg)
+    except SIGTERMException:
+        # Lightning ends fit with SystemExit(None), i.e. status 0, and a scheduler would count
+        # the preempted job as done. The run's callback saved last.ckpt and recorded it.
+        log.warning("stopped by SIGTERM; continue with: python -m vlmtrain resume=%s",
+                    cfg.paths.output_dir)
+        mark_ended(cfg.paths.output_dir, "interrupted")
+        sys.exit(EXIT_SIGTERM)
     except Exception as exc:  # noqa: BLE001 -- user errors become one line, bugs keep traces
         # an error outside Lightning's loops (which record their own) must not leave "running"
         mark_ended(cfg.paths.output_dir, "failed", f"{type(exc).__name__}: {exc}")

@@ -156,7 +156,8 @@ class RunRecord(L.Callback):
         self.write()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        step = trainer.global_step
+        # From here on Lightning's SIGTERM handler is installed: a signal ends in a checkpoint.
+        step = self.data["global_step"] = trainer.global_step
         if step and self.data.get("resumes"):
             self.data["resumes"][-1]["step"] = step
             # Values measured after the checkpoint are measured again from here on.
@@ -164,7 +165,7 @@ class RunRecord(L.Callback):
                 metrics = self.data["metrics"][kind]
                 self.data["metrics"][kind] = {k: v for k, v in metrics.items()
                                               if v["step"] <= step}
-            self.write()
+        self.write()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
