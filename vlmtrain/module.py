@@ -106,6 +106,8 @@ class VLMModule(L.LightningModule):
         return None
 
     def _step(self, batch: dict[str, Any], stage: str) -> LossOutput:
+        if "window_tokens" in batch:
+            batch["token_divisor"] = self._token_divisor(batch.pop("window_tokens"))
         policy = self(batch)
         out = self.loss_fn(policy, batch, self._frozen(batch, stage))
         if not torch.isfinite(out.loss):
@@ -118,6 +120,21 @@ class VLMModule(L.LightningModule):
         for key, value in out.logs.items():
             self.log(f"{stage}/{key}", value, batch_size=bs, sync_dist=stage != "train")
         return out
+
+    def _token_divisor(self, window_tokens: Tensor) -> Tensor:
+        """What a token-mean loss divides its micro-batch sum by (see ``data/window.py``).
+
+        Lightning divides each micro-batch loss by ``k = accumulate_grad_batches`` and DDP
+        averages gradients over ``W`` ranks, so dividing the sum by ``N / (k W)`` -- ``N`` the
+        answer tokens of the whole step on all ranks -- makes the step's gradient that of the
+        mean over all ``N`` tokens, whatever the micro-batches hold.
+        """
+        total = window_tokens.to(self.device, torch.float32)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            total = self.trainer.strategy.reduce(total, reduce_op="sum")
+        k = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+        return (total / (k * world)).clamp(min=1.0)
 
     def on_train_epoch_start(self) -> None:
         # Datasets whose targets depend on the epoch (captions rotate through their references)

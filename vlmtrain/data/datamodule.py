@@ -9,6 +9,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from vlmtrain.data.collate import VLMCollator
+from vlmtrain.data.window import AccumulationWindowLoader
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.models.families import Family
 
@@ -105,11 +106,13 @@ class VLMDataModule(L.LightningDataModule):
             self.train_set.set_epoch(epoch)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        trainer = getattr(self, "trainer", None)
+        return AccumulationWindowLoader(
             self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, drop_last=True,
             collate_fn=self.train_collator, num_workers=self.num_workers,
             # not persistent: workers hold a copy of the dataset, and set_epoch must reach it
             persistent_workers=False,
+            window=trainer.accumulate_grad_batches if trainer is not None else 1,
         )
 
     def val_dataloader(self) -> DataLoader | list:

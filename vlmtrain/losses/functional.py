@@ -41,7 +41,8 @@ def supervised_positions(labels: Tensor, ignore_index: int = IGNORE_INDEX) -> tu
 
 
 def masked_cross_entropy(
-    logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX
+    logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX,
+    divisor: Tensor | float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Cross-entropy averaged over the supervised tokens of the batch.
 
@@ -53,6 +54,9 @@ def masked_cross_entropy(
             :func:`supervised_positions`).
         targets: (B, K) token ids to predict, ``ignore_index`` where nothing is learned.
         ignore_index: target value that is skipped.
+        divisor: what the summed loss is divided by; ``None`` = this batch's supervised
+            tokens. Under gradient accumulation the module passes the tokens of the whole
+            optimizer step (``batch["token_divisor"]``), so the step is one token mean.
 
     Returns:
         ``(loss, n_tokens)``: scalar mean loss (0 with no supervised token, never NaN) and the
@@ -62,8 +66,8 @@ def masked_cross_entropy(
     n_tokens = mask.sum()
     if n_tokens == 0:
         return logits.sum() * 0.0, n_tokens
-    loss = F.cross_entropy(logits[mask].float(), targets[mask], reduction="sum") / n_tokens
-    return loss, n_tokens
+    total = F.cross_entropy(logits[mask].float(), targets[mask], reduction="sum")
+    return total / (n_tokens if divisor is None else divisor), n_tokens
 
 
 def token_accuracy(logits: Tensor, targets: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
