@@ -46,7 +46,9 @@ def user_error(exc: BaseException) -> str | None:
         if isinstance(exc, VLMTrainError):
             return str(exc)
         if isinstance(exc, MissingMandatoryValue):
-            return f"{exc.msg if hasattr(exc, 'msg') else exc}: set it on the command line"
+            # omegaconf appends full_key/object_type lines: the first line names the key
+            first = str(exc.msg if hasattr(exc, "msg") else exc).splitlines()[0]
+            return f"{first}: set it on the command line"
         exc = exc.__cause__ or exc.__context__
     return None
 

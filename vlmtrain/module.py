@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.losses.base import LossOutput, needs_of
+from vlmtrain.losses.kd import check_teacher_compatible
 from vlmtrain.models.forward import forward_supervised
 from vlmtrain.models.hf import VLM
 
@@ -65,7 +66,8 @@ class VLMModule(L.LightningModule):
                                 "(or adapter / frozen / cached)")
         if self.needs.teacher and teacher is None:
             raise VLMTrainError(f"{name} needs a teacher model: pick one with teacher=<name> "
-                                "(configs/teacher/) or set teacher.name_or_path=DIR")
+                                "(configs/teacher/), or teacher=checkpoint "
+                                "teacher.name_or_path=DIR for a trained one")
         # Plain attributes, not submodules: frozen models stay out of parameters(), the
         # optimizer and state_dict().
         self.reference = reference if self.needs.reference else None
@@ -73,7 +75,7 @@ class VLMModule(L.LightningModule):
             self.reference.attach(self.model)
         self.teacher = teacher if self.needs.teacher else None
         if self.teacher is not None:
-            _check_vocabularies(vlm, self.teacher)
+            check_teacher_compatible(vlm, self.teacher)
             self.teacher.model.eval().requires_grad_(False)
 
     # -- forward / steps ------------------------------------------------------------------
@@ -202,11 +204,3 @@ class VLMModule(L.LightningModule):
             for part, params in buckets.items() if params
         ]
 
-
-def _check_vocabularies(student: VLM, teacher: VLM) -> None:
-    """Distillation compares distributions over one vocabulary: the sizes must match."""
-    sizes = [m.model.get_output_embeddings().weight.shape[0] for m in (student, teacher)]
-    if sizes[0] != sizes[1]:
-        raise VLMTrainError(
-            f"the teacher's vocabulary has {sizes[1]:,} entries and the student's {sizes[0]:,}: "
-            "distillation needs one tokenizer; pick a teacher of the same family and tokenizer")

@@ -61,7 +61,8 @@ class FocalLoss(nn.Module):
                 f"loss.alpha has {self.alpha_weights.numel()} weights but the model's vocabulary "
                 f"has {logits.shape[-1]} entries: give one weight per entry, or a single number"
             )
-        loss, n_tokens = LF.focal_loss(logits, targets, self.gamma, alpha)
+        loss, n_tokens = LF.focal_loss(logits, targets, self.gamma, alpha,
+                                       divisor=batch.get("token_divisor"))
         with torch.no_grad():  # CE alongside, on the scale CE runs log, to compare the two
             ce, _ = LF.masked_cross_entropy(logits, targets)
         acc = LF.token_accuracy(logits.detach(), targets)

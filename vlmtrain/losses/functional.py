@@ -91,6 +91,7 @@ def focal_loss(
     gamma: float = 2.0,
     alpha: float | Tensor | None = None,
     ignore_index: int = IGNORE_INDEX,
+    divisor: Tensor | float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Softmax focal loss (Lin et al. 2017, eq. 5) averaged over the supervised tokens.
 
@@ -134,7 +135,8 @@ def focal_loss(
         weight = weight * alpha
     # nll_loss sums in the order F.cross_entropy does, so gamma=0 without alpha reproduces
     # masked_cross_entropy bit for bit (a plain .sum() differs in the last place)
-    return F.nll_loss(log_probs * weight[:, None], tgt, reduction="sum") / n_tokens, n_tokens
+    total = F.nll_loss(log_probs * weight[:, None], tgt, reduction="sum")
+    return total / (n_tokens if divisor is None else divisor), n_tokens
 
 
 def generalized_jsd(
@@ -144,6 +146,7 @@ def generalized_jsd(
     beta: float = 0.0,
     temperature: float = 1.0,
     ignore_index: int = IGNORE_INDEX,
+    divisor: Tensor | float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Teacher-student divergence per supervised token (GKD, Agarwal et al. 2024, eq. 1).
 
@@ -187,7 +190,7 @@ def generalized_jsd(
     else:
         log_m = torch.logaddexp(log_t + math.log(beta), log_s + math.log1p(-beta))
         per_token = beta * kl(log_t, log_m) + (1.0 - beta) * kl(log_s, log_m)
-    return per_token.sum() / n_tokens, n_tokens
+    return per_token.sum() / (n_tokens if divisor is None else divisor), n_tokens
 
 
 def distillation_loss(
@@ -198,6 +201,7 @@ def distillation_loss(
     temperature: float = 1.0,
     beta: float = 0.0,
     ignore_index: int = IGNORE_INDEX,
+    divisor: Tensor | float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Knowledge distillation (Hinton et al. 2015): ``alpha CE + (1 - alpha) T^2 D``.
 
@@ -212,13 +216,15 @@ def distillation_loss(
         temperature: T > 0 of the divergence.
         beta: divergence interpolation, as in :func:`generalized_jsd`.
         ignore_index: target value that is skipped.
+        divisor: what the summed loss is divided by (``None``: this batch's supervised
+            tokens); see :func:`masked_cross_entropy`.
 
     Returns:
         ``(loss, ce, divergence, n_tokens)``: scalars (the last int64).
     """
-    ce, n_tokens = masked_cross_entropy(student_logits, targets, ignore_index)
+    ce, n_tokens = masked_cross_entropy(student_logits, targets, ignore_index, divisor)
     divergence, _ = generalized_jsd(student_logits, teacher_logits, targets, beta, temperature,
-                                    ignore_index)
+                                    ignore_index, divisor)
     loss = alpha * ce + (1.0 - alpha) * temperature**2 * divergence
     return loss, ce, divergence, n_tokens
 

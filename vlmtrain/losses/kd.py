@@ -59,7 +59,8 @@ class DistillationLoss(nn.Module):
                 )
             self._checked_vocab = True
         loss, ce, divergence, n_tokens = LF.distillation_loss(
-            student, teacher, targets, self.alpha, self.temperature, self.beta
+            student, teacher, targets, self.alpha, self.temperature, self.beta,
+            divisor=batch.get("token_divisor"),
         )
         logs = {
             "ce": ce.detach(),
