@@ -92,7 +92,10 @@ def test_skip_mode_counts_each_reason_and_keeps_the_good(corpus, caplog):
     assert [s.id for s in samples if s is not None] == [f"q{i}" for i in range(6)]
     assert samples[len(goods):] == [None] * len(lates)  # found late: None, counted once each
     assert skip_counts(data)["data/skipped/unreadable_image"] == len(LATE_BAD)
+    # DDP sums only what each rank found itself: every rank checks the same file at start-up
+    assert skip_counts(data, late_only=True) == {"data/skipped/unreadable_image": len(LATE_BAD)}
     assert all(s.image.mode == "RGB" for s in samples if s is not None)
+    assert samples[0].meta["where"] == f"{file}:1"  # collators name the line too
     assert samples[0].target == "red" and samples[0].references == ("red", "red", "pink")
 
 

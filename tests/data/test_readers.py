@@ -75,14 +75,16 @@ def test_coco_non_utf8_caption_is_named_without_its_text(tmp_path):
 
 
 def test_vqav2_ten_answers_become_references_most_common_the_target(tmp_path):
-    data = vqav2(**WRITERS["vqav2"](tmp_path), on_bad_sample="skip")
+    files = WRITERS["vqav2"](tmp_path)
+    data = vqav2(**files, on_bad_sample="skip")
     how_many, colour, yes = data[0], data[1], data[2]
     assert how_many.references == ("2",) * 3 + ("3",) * 3 + ("two",) * 4
     assert how_many.target == "two" and how_many.prompt == "How many squares?"
     assert colour.target == "red"  # 5 red, 5 pink: the first listed
     assert yes.target == "yes" and len(yes.references) == 10
     assert dict(how_many.meta) == {"image_id": 1, "question_type": "how many",
-                                   "answer_type": "other"}
+                                   "answer_type": "other", "where": f"{files['questions']} "
+                                                                    "questions[0]"}
 
 
 def test_vqav2_image_pattern_is_checked(tmp_path):
@@ -97,7 +99,8 @@ def test_docvqa_answers(tmp_path):
     assert (first.task, first.prompt, first.target) == ("doc", "What is the date?",
                                                         "May 5, 1999")
     assert first.references == ("May 5, 1999", "5 May 1999")
-    assert dict(first.meta) == {"docId": 1, "question_types": ["form"]}
+    assert dict(first.meta) == {"docId": 1, "question_types": ["form"],
+                                "where": f"{tmp_path / 'val_v1.0.json'} data[0]"}
 
 
 def test_llava_turns_and_placeholders(tmp_path):

@@ -80,6 +80,7 @@ class SkipCounts:
 
     def __init__(self) -> None:
         self._table = torch.zeros(_ROWS, len(REASONS), dtype=torch.int64).share_memory_()
+        self._startup = torch.zeros(len(REASONS), dtype=torch.int64)
 
     def add(self, reason: str) -> int:
         """Count one skip; returns the total so far (all reasons, all processes)."""
@@ -88,10 +89,23 @@ class SkipCounts:
         self._table[row, REASONS.index(reason)] += 1
         return int(self._table.sum())
 
-    def by_reason(self) -> dict[str, int]:
-        """``{reason: count}`` for every reason counted at least once."""
-        totals = self._table.sum(dim=0).tolist()
-        return {reason: n for reason, n in zip(REASONS, totals) if n}
+    def mark_startup(self) -> None:
+        """Remember the counts so far as the start-up checks'.
+
+        Under DDP every rank reads and checks the same files, so start-up skips are the same on
+        each rank, while skips found later (when samples are read) are each rank's own: a sum
+        over ranks must add only the later ones (``by_reason(late_only=True)``).
+        """
+        self._startup = self._table.sum(dim=0).clone()
+
+    def by_reason(self, late_only: bool = False) -> dict[str, int]:
+        """``{reason: count}`` for every reason counted at least once.
+
+        Args:
+            late_only: only skips counted after :meth:`mark_startup`.
+        """
+        totals = self._table.sum(dim=0) - (self._startup if late_only else 0)
+        return {reason: n for reason, n in zip(REASONS, totals.tolist()) if n}
 
     @property
     def total(self) -> int:
@@ -139,17 +153,18 @@ class BadRecordPolicy:
                         "not logged (counts in the run summary)", where, exc.reason)
 
 
-def skip_counts(*objects: Any) -> dict[str, int]:
+def skip_counts(*objects: Any, late_only: bool = False) -> dict[str, int]:
     """Sum the skip counts of datasets and collators, as ``{"data/skipped/<reason>": n}``.
 
     Args:
         objects: datasets (a ``ConcatDataset`` or ``Subset`` is searched inside) and
             collators; anything with a ``skip_counts`` attribute (:class:`SkipCounts`) or a
             ``policy`` (:class:`BadRecordPolicy`) contributes, anything else is ignored.
+        late_only: leave out the readers' start-up skips (see :meth:`SkipCounts.mark_startup`).
     """
     out: dict[str, int] = {}
     for counts in _find_counts(objects):
-        for reason, n in counts.by_reason().items():
+        for reason, n in counts.by_reason(late_only).items():
             key = f"data/skipped/{reason}"
             out[key] = out.get(key, 0) + n
     return out

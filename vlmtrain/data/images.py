@@ -64,22 +64,23 @@ def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(np.round(values), 0, 255).astype(np.uint8)
 
 
-def decode_image(source: str | Path | bytes | None, record_id: str, where: str = "") -> Image.Image:
+def decode_image(source: str | Path | bytes | None, record_id: str,
+                 annotations: str = "the annotation file") -> Image.Image:
     """Open an image file (or encoded bytes) as a fully loaded RGB image.
 
     Args:
         source: file path, or the encoded file's bytes (parquet / ``datasets`` columns).
         record_id: id of the record that names it, for the error message.
-        where: what to fix if the path is wrong, e.g. ``"the path in train.jsonl"``.
+        annotations: the file that names the image, for the fix in the message.
 
     Raises:
         ImageNotFoundError: ``source`` is a path that does not exist (reason ``missing_image``).
         BadRecord: the file does not decode as an image (reason ``unreadable_image``: corrupt,
             empty, truncated, or a mode with no RGB conversion).
     """
-    fix = where or "the annotation file"
     if source is None:
-        raise ImageNotFoundError("missing_image", f"record {record_id} has no image; fix {fix}")
+        raise ImageNotFoundError("missing_image", f"record {record_id} has no image; give it one "
+                                 f"in {annotations} or drop it")
     if isinstance(source, (bytes, bytearray)):
         name, opened = "image bytes", io.BytesIO(source)
     else:
@@ -88,8 +89,8 @@ def decode_image(source: str | Path | bytes | None, record_id: str, where: str =
         if not path.is_file():
             raise ImageNotFoundError(
                 "missing_image",
-                f"record {record_id}: {name} does not exist; fix {fix} or the image folder it "
-                "is resolved against",
+                f"record {record_id}: {name} does not exist; fix the path in {annotations} or "
+                "the image folder it is resolved against",
             )
     try:
         with Image.open(opened) as img:
@@ -100,7 +101,7 @@ def decode_image(source: str | Path | bytes | None, record_id: str, where: str =
         raise BadRecord(
             "unreadable_image",
             f"record {record_id}: {name} cannot be read as an image ({_first_line(err)}); "
-            f"replace the file or drop the record from {fix}",
+            f"replace the file or drop the record from {annotations}",
         ) from None
 
 

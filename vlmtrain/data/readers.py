@@ -58,11 +58,15 @@ class Record:
     followups: tuple[tuple[str, str], ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
 
-    def sample(self, image: Image.Image, target: str | None = None) -> Sample:
+    def sample(self, image: Image.Image, target: str | None = None,
+               where: str | None = None) -> Sample:
+        """The sample; ``where`` (file and line) goes into ``meta["where"]`` for collators'
+        messages about it (a prompt too long for ``max_length`` ...)."""
+        meta = {**self.meta, "where": where} if where else self.meta
         return Sample(id=self.id, image=image, prompt=self.prompt,
                       target=self.target if target is None else target,
                       references=self.references, task=self.task, rejected=self.rejected,
-                      meta=self.meta, followups=self.followups)
+                      meta=meta, followups=self.followups)
 
 
 class RecordChecker:
@@ -127,6 +131,7 @@ class RecordDataset(Dataset):
         self.images = images
         self.rotate_targets = rotate_targets
         self.epoch = 0
+        policy.counts.mark_startup()
 
     @property
     def skip_counts(self) -> SkipCounts:
@@ -149,14 +154,14 @@ class RecordDataset(Dataset):
         rec = self.records[index]
         source = rec.image if isinstance(rec.image, str) else self.images(rec.image)
         try:
-            image = decode_image(source, rec.id, f"the record at {self.source}{rec.where}")
+            image = decode_image(source, rec.id, self.source)
         except BadRecord as exc:
             self.policy.handle(exc, f"{self.source}{rec.where}")
             return None
         target = None
         if self.rotate_targets:
             target = rec.references[(index + self.epoch) % len(rec.references)]
-        return rec.sample(image, target)
+        return rec.sample(image, target, where=f"{self.source}{rec.where}")
 
 
 # -- field access with one-line errors ------------------------------------------------------

@@ -160,5 +160,4 @@ def load_image(path: str | Path, record_id: str, source: str | None = None) -> I
         ImageNotFoundError: If ``path`` does not exist.
         BadRecord: (a ``ValueError``) if the file exists but cannot be decoded as an image.
     """
-    where = f"the path in the annotation file {source}" if source else "the annotation file"
-    return decode_image(path, record_id, where)
+    return decode_image(path, record_id, source or "the annotation file")
