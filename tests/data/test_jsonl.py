@@ -43,7 +43,7 @@ BAD_LINES = {
     "duplicate_id": (_line(id="q0", image="rgb.png", prompt=SECRET, answer="a"),
                      "record q0: this id is already used at {file}:1; give every record a unique"),
     "not_json": (b'{"id": "b7", "prompt": "' + SECRET.encode() + b'"\n',
-                 "the line is not valid JSON (Expecting ',' delimiter at column"),
+                 "the line is not valid JSON (Expecting ',' delimiter at column 43); write one JSON"),
     "image_placeholders": (_line(id="b8", image="rgb.png", prompt=f"<image> {SECRET} <image>",
                                  answer="a"),
                            "record b8: the prompt has 2 <image> placeholders for one image"),

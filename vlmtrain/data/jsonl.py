@@ -73,10 +73,10 @@ def _parse(line: bytes, lineno: int) -> dict:
         raise BadRecord("not_utf8", f"the line is not UTF-8 text (byte 0x{line[bad]:02x} at "
                         f"column {bad + 1}); re-save the file as UTF-8")
     try:
-        raw = json.loads(decoded)
+        raw = json.loads(decoded.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
         raise BadRecord("not_json", f"the line is not valid JSON ({exc.msg} at column "
-                        f"{exc.colno}); write one JSON object per line") from None
+                        f"{exc.pos + 1}); write one JSON object per line") from None
     if not isinstance(raw, dict):
         raise BadRecord("not_json", f"the line holds a JSON {type(raw).__name__}, not an object; "
                         "write one JSON object per line")
