@@ -9,6 +9,7 @@ with ``from_pretrained`` exactly as it would load a real checkpoint.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -51,9 +52,20 @@ def trained_by_recipe(recipe: str, model: str, overrides: Sequence[str] = (),
     root = os.environ.get("VLMTRAIN_CACHE", "~/.cache/vlmtrain")
     final = Path(cache_dir or Path(root) / "stages").expanduser() / f"{recipe}-{model}-{key}"
     hf_model = final / "hf_model"
-    if (hf_model / "config.json").is_file():
-        log.info("start model: %s (made by `python -m vlmtrain %s`)", hf_model, " ".join(args))
-        return str(hf_model)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # One process trains a stage; another one asking for it at the same time waits, then loads.
+    with open(final.with_name(final.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (hf_model / "config.json").is_file():
+            log.info("start model: %s (made by `python -m vlmtrain %s`)", hf_model,
+                     " ".join(args))
+            return str(hf_model)
+        _train_stage(args, final)
+    return str(hf_model)
+
+
+def _train_stage(args: list[str], final: Path) -> None:
+    """Run the stage into ``<final>.partial`` and move it to ``final`` when it succeeded."""
     work = final.with_name(final.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     command = [sys.executable, "-m", "vlmtrain", *args, "logger=csv", f"hydra.run.dir={work}"]
@@ -66,8 +78,7 @@ def trained_by_recipe(recipe: str, model: str, overrides: Sequence[str] = (),
             f"{done.returncode}); its output folder is {work}")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(work, final)  # a finished stage appears whole or not at all
-    log.info("start model: cached at %s", hf_model)
-    return str(hf_model)
+    log.info("start model: cached at %s", final / "hf_model")
 
 
 def _value(v: Any) -> str:
