@@ -2,6 +2,7 @@
 
 Recipes (``recipes/*.yaml``) are registered as the config group ``recipe`` (package
 ``_global_``), so ``+recipe=sft_vqa`` applies one and a misspelt name fails listing the others.
+``python -m vlmtrain resume=<run dir>`` continues a run (see :mod:`vlmtrain.tracking.resume`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.paths import config_dir, recipe_dir
+from vlmtrain.tracking.resume import ResumePlan, check_resume_config, plan_resume
 
 log = logging.getLogger("vlmtrain")
 EXIT_SIGTERM = 128 + 15  # the shell's status for a process ended by SIGTERM
+_RESUME: ResumePlan | None = None  # set by main() for `resume=<run dir>`
 
 
 def register_recipes() -> list[str]:
@@ -60,6 +63,12 @@ def _task(cfg: DictConfig) -> float | None:
     from vlmtrain.tracking.wandb import redact_argv
     from vlmtrain.train import train  # heavy imports after Hydra parsed the command line
 
+    if _RESUME is not None:
+        try:
+            check_resume_config(_RESUME, cfg)
+        except VLMTrainError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
     sys.argv = redact_argv(sys.argv)  # loggers record argv; secrets must not reach them
     try:
         metrics = train(cfg)
@@ -85,9 +94,22 @@ def _task(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console entry point (also ``python -m vlmtrain``)."""
+    global _RESUME
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     register_recipes()
-    hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(_task)()
+    config_path, config_name = str(config_dir()), "train"
+    try:
+        _RESUME = plan_resume(sys.argv[1:])
+    except VLMTrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    if _RESUME is not None:
+        # the run's own composed config, its folder, its checkpoint and W&B id (see resume.py)
+        sys.argv = [sys.argv[0], *_RESUME.argv]
+        config_path, config_name = str(_RESUME.config_dir), "config"
+        print(f"resuming {_RESUME.run_dir} from "
+              f"{_RESUME.checkpoint or 'the start (it saved no checkpoint)'}", file=sys.stderr)
+    hydra.main(config_path=config_path, config_name=config_name, version_base="1.3")(_task)()
 
 
 if __name__ == "__main__":

@@ -128,4 +128,10 @@ def _wandb_rows(logger: Any) -> list[tuple[str, str]]:
     if isinstance(url, str) and url:
         return [("logs (W&B)", url)]
     folder = Path(run_dir).parent  # <save_dir>/wandb/offline-run-<time>-<id>/files -> the run
+    segments = sorted(folder.parent.glob(f"offline-run-*-{run.id}"))
+    if len(segments) > 1:  # a resumed run: one folder per launch, oldest first
+        return [("logs (W&B)", " ".join(map(str, segments))),
+                ("sync W&B", f"wandb sync {folder.parent}/offline-run-*-{run.id} (W&B keeps only "
+                             f"the last folder's history of a resumed offline run: "
+                             f"docs/tracking.md)")]
     return [("logs (W&B)", str(folder)), ("sync W&B", f"wandb sync {folder}")]

@@ -32,6 +32,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -104,6 +105,7 @@ class RunRecord(L.Callback):
         self.objective, self.objective_mode = objective, objective_mode
         self.data: dict[str, Any] = {}
         self._dirty = False
+        self._rng_states: dict[str, Any] | None = None
 
     # -- called by train() --------------------------------------------------------------------
     def begin(self, cfg: Any) -> None:
@@ -156,6 +158,9 @@ class RunRecord(L.Callback):
         self.write()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._rng_states is not None:  # restored last: setup may have drawn numbers
+            _set_rng_states(_numpy_rng_states(self._rng_states))
+            self._rng_states = None
         # From here on Lightning's SIGTERM handler is installed: a signal ends in a checkpoint.
         step = self.data["global_step"] = trainer.global_step
         if step and self.data.get("resumes"):
@@ -174,7 +179,15 @@ class RunRecord(L.Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
+        # Lightning keeps no RNG state in checkpoints; dropout, augmentation and sampling in a
+        # resumed run continue the interrupted run's random streams only with these.
+        checkpoint["rng_states"] = _safe_rng_states(
+            _collect_rng_states(include_cuda=torch.cuda.is_available()))
         self._dirty = True  # the file is written after this hook: record it at the next batch
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        self._rng_states = checkpoint.get("rng_states")
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         if self._dirty:
@@ -224,6 +237,24 @@ class RunRecord(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"metrics": self.data.get("metrics", {})}
+
+
+def _safe_rng_states(states: dict[str, Any]) -> dict[str, Any]:
+    """RNG states that ``torch.load(weights_only=True)`` (Lightning's resume) accepts: numpy's
+    key array as a tensor instead of an ndarray."""
+    out = dict(states)
+    if "numpy" in out:
+        kind, keys, pos, has_gauss, cached = out["numpy"]
+        out["numpy"] = (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached)
+    return out
+
+
+def _numpy_rng_states(states: dict[str, Any]) -> dict[str, Any]:
+    out = dict(states)
+    if "numpy" in out and torch.is_tensor(out["numpy"][1]):
+        kind, keys, pos, has_gauss, cached = out["numpy"]
+        out["numpy"] = (kind, keys.numpy().astype("uint32"), pos, has_gauss, cached)
+    return out
 
 
 def hydra_job() -> tuple[list[str] | None, str | None]:

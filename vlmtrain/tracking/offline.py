@@ -115,3 +115,31 @@ def _value(text: str) -> Any:
     if isinstance(value, dict) and set(value) == {"value"}:
         return value["value"]
     return value
+
+
+def offline_segments(run_dir: str | Path) -> list[Path]:
+    """The W&B offline-run folders of a vlmtrain run folder, oldest first.
+
+    A resumed run adds one folder per launch, all with the run's W&B id.
+    """
+    folder = Path(run_dir) / "wandb"
+    return sorted(folder.glob("offline-run-*"), key=lambda p: p.name) if folder.is_dir() else []
+
+
+def run_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """History of a vlmtrain run across all its W&B offline segments, each step once.
+
+    When a run is resumed from a checkpoint at step ``c`` the steps after ``c`` that the
+    interrupted launch had already logged are trained and logged again; the earlier segment's
+    rows after ``c`` are dropped. ``c`` is the first step the next segment logged, less one
+    (rows are keyed by ``trainer/global_step``, the step Lightning logs with).
+    """
+    rows: list[dict[str, Any]] = []
+    for segment in offline_segments(run_dir):
+        new = read_offline_run(segment).history
+        steps = [r["trainer/global_step"] for r in new if "trainer/global_step" in r]
+        if steps:
+            first = min(steps)
+            rows = [r for r in rows if r.get("trainer/global_step", -1) < first]
+        rows += new
+    return rows
