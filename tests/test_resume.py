@@ -260,3 +260,33 @@ def test_refused_resume_is_one_line_from_the_command_line(tmp_path):
                             timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "error: resume=" in result.stderr and "data.val.size" in result.stderr
+
+
+def test_resumable_sampler_continues_an_epoch_where_it_stopped():
+    from torch.utils.data import DataLoader
+
+    from vlmtrain.data.resumable import ResumableSampler
+
+    class Data(list):
+        epoch = None
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    data = Data(range(20))
+    batches = lambda sampler: [b.tolist() for b in DataLoader(data, batch_size=4, sampler=sampler,
+                                                             drop_last=True)]
+    full = ResumableSampler(data, shuffle=True, seed=7)
+    full.set_epoch(3)
+    epoch3 = batches(full)
+    assert data.epoch == 3 and sorted(sum(epoch3, [])) == list(range(20))
+    again = ResumableSampler(data, shuffle=True, seed=7)
+    again.set_epoch(3)
+    again.resume({"epoch": 3, "batches": 2}, batch_size=4)
+    assert batches(again) == epoch3[2:]  # the same order, from the third batch
+    assert batches(again) == epoch3  # the skip applies to one iteration only
+    again.set_epoch(4)
+    assert batches(again) != epoch3  # a new epoch, a new order
+    ordered = ResumableSampler(data, shuffle=False)
+    ordered.resume({"epoch": 0, "batches": 5}, batch_size=4)  # end of the epoch: skip nothing
+    assert batches(ordered)[0] == [0, 1, 2, 3]
