@@ -13,6 +13,7 @@ line or index; ``skip`` counts them). Pixels are decoded later, in DataLoader wo
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -125,7 +127,7 @@ class RecordDataset(Dataset):
     def __init__(self, records: Sequence[Record], policy: BadRecordPolicy, source: str,
                  images: Callable[[int], bytes | str] | None = None,
                  rotate_targets: bool = False) -> None:
-        self.records = list(records)
+        self._blob, self._ends = _serialise(records)
         self.policy = policy
         self.source = source
         self.images = images
@@ -147,11 +149,19 @@ class RecordDataset(Dataset):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._ends)
+
+    def record(self, index: int) -> Record:
+        """Record ``index`` (``IndexError`` past the end, as a list)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"record {index} of {len(self)}")
+        index %= len(self)
+        start = int(self._ends[index - 1]) if index else 0
+        return pickle.loads(self._blob[start:int(self._ends[index])])
 
     def __getitem__(self, index: int) -> Sample | None:
         """The sample, or ``None`` under ``skip`` when its image no longer decodes (counted)."""
-        rec = self.records[index]
+        rec = self.record(index)
         source = rec.image if isinstance(rec.image, str) else self.images(rec.image)
         try:
             image = decode_image(source, rec.id, self.source)
@@ -162,6 +172,19 @@ class RecordDataset(Dataset):
         if self.rotate_targets:
             target = rec.references[(index + self.epoch) % len(rec.references)]
         return rec.sample(image, target, where=f"{self.source}{rec.where}")
+
+
+def _serialise(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+    """All records pickled into one byte array, and where each ends.
+
+    A list of Python objects in a forked DataLoader worker is copied page by page as the worker
+    reads it (every read writes a reference count), so each worker's memory grows to the size
+    of the whole list; one numpy buffer is never written and stays shared. (detectron2's
+    ``DatasetFromList(serialize=True)`` does the same, for the same reason.)
+    """
+    blobs = [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in records]
+    ends = np.cumsum([len(b) for b in blobs], dtype=np.int64)
+    return np.frombuffer(b"".join(blobs), dtype=np.uint8), ends
 
 
 # -- field access with one-line errors ------------------------------------------------------
