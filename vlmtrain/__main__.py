@@ -60,7 +60,7 @@ def _task(cfg: DictConfig) -> float | None:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from vlmtrain.callbacks.run_record import mark_ended
-    from vlmtrain.tracking.wandb import redact_argv
+    from vlmtrain.tracking.wandb import finish_wandb, redact_argv
     from vlmtrain.train import train  # heavy imports after Hydra parsed the command line
 
     if _RESUME is not None:
@@ -78,16 +78,19 @@ def _task(cfg: DictConfig) -> float | None:
         log.warning("stopped by SIGTERM; continue with: python -m vlmtrain resume=%s",
                     cfg.paths.output_dir)
         mark_ended(cfg.paths.output_dir, "interrupted")
+        finish_wandb(EXIT_SIGTERM, preempted=True)
         sys.exit(EXIT_SIGTERM)
     except Exception as exc:  # noqa: BLE001 -- user errors become one line, bugs keep traces
         # an error outside Lightning's loops (which record their own) must not leave "running"
         mark_ended(cfg.paths.output_dir, "failed", f"{type(exc).__name__}: {exc}")
+        finish_wandb(1)
         message = user_error(exc)
         if message is None:
             raise
         log.error("%s", message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
+    finish_wandb(0)  # each multirun job ends its own W&B run; the next starts a fresh one
     objective = cfg.get("objective")
     return metrics.get(objective) if objective else None
 

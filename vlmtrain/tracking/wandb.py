@@ -6,6 +6,7 @@ import logging
 import netrc
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,10 @@ def make_wandb_logger(mode: str = "auto", **kwargs: Any) -> Any:
     from lightning.pytorch.loggers import WandbLogger
 
     resolved = wandb_mode(mode)
+    label, group = sweep_label()
+    if label:  # a multirun job: say what differs from its siblings, group them by sweep
+        kwargs["name"] = f"{kwargs.get('name') or ''} {label}".strip()
+        kwargs["group"] = kwargs.get("group") or group
     if resolved == "offline":
         # wandb writes the run under <save_dir>/wandb/offline-run-<time>-<id>: that is what
         # `wandb sync` takes (the end-of-run summary prints the exact folder).
@@ -99,3 +104,44 @@ def redact_argv(argv: list[str]) -> list[str]:
         key, sep, _ = arg.partition("=")
         out.append(f"{key}=***" if sep and is_secret_key(key.lstrip("+~")) else arg)
     return out
+
+
+def sweep_label() -> tuple[str | None, str | None]:
+    """``("seed=1 loss.beta=0.1", "<sweep dir>")`` inside a Hydra multirun job, else ``None``s.
+
+    The label lists this job's values of the swept keys: those given as sweeps on the command
+    line (``seed=0,1``, ``range(...)``, ``choice(...)``) and those of ``hydra.sweeper.params``
+    (a sweep in config, e.g. Optuna's search space). The group is the sweep folder's last two
+    parts (``2026-12-02/08-30-00`` by default), shared by every job of the sweep.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None, None
+    hc = HydraConfig.get()
+    parser = OverridesParser.create()
+    swept = {o.get_key_element() for o in parser.parse_overrides(
+        [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]) if o.is_sweep_override()}
+    swept |= {str(k) for k in (hc.sweeper.get("params") or {})}
+    job = parser.parse_overrides(list(hc.overrides.task))
+    label = " ".join(o.input_line for o in job if o.get_key_element() in swept) or \
+        f"job {hc.job.num}"
+    return label, "/".join(Path(hc.sweep.dir).parts[-2:])
+
+
+def finish_wandb(exit_code: int = 0, preempted: bool = False) -> None:
+    """End the process's W&B run, if one is open.
+
+    A Hydra multirun runs its jobs in one process: without this, the next job's logger finds the
+    run still open and logs into it (Lightning: "a wandb run already in progress").
+    """
+    wandb = sys.modules.get("wandb")  # never import wandb just to learn nothing is open
+    run = getattr(wandb, "run", None) if wandb is not None else None
+    if run is None:
+        return
+    if preempted:
+        run.mark_preempting()
+    wandb.finish(exit_code=exit_code)
+
