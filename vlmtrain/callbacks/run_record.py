@@ -118,13 +118,15 @@ class RunRecord(L.Callback):
         resolved = OmegaConf.to_container(cfg, resolve=True)
         output_dir = str(cfg.paths.output_dir) if "paths" in cfg else ""
         previous = read_record(self.path.parent) if self.path.exists() else {}
+        resuming = bool(previous and cfg.get("ckpt_path"))
         self.data = {
             **previous,
             "status": "running", "error": None,
             "recipe": recipe or previous.get("recipe") or cfg.get("run_name"),
             "run_name": cfg.get("run_name"),
-            "overrides": list(overrides if overrides is not None
-                              else previous.get("overrides", [])),
+            # the run's own command line; a resume's additions go to its "resumes" entry
+            "overrides": list(previous.get("overrides", []) if resuming or overrides is None
+                              else overrides),
             "config_hash": config_hash(redact(resolved), output_dir),
             "output_dir": output_dir,
             "started_at": previous.get("started_at") or now(),
@@ -132,8 +134,11 @@ class RunRecord(L.Callback):
         }
         self.data.setdefault("metrics", {"final": {}, "best": {}})
         self.data.setdefault("resumes", [])
-        if previous and cfg.get("ckpt_path"):
-            self.data["resumes"].append({"at": now(), "checkpoint": str(cfg.ckpt_path)})
+        if resuming:
+            added = [o for o in overrides or [] if not o.lstrip("+~").startswith(
+                ("ckpt_path=", "logger.wandb.", "hydra."))]
+            self.data["resumes"].append({"at": now(), "checkpoint": str(cfg.ckpt_path),
+                                         "overrides": added})
         self.write()
 
     def finish(self, trainer: L.Trainer, status: str = "finished") -> None:
