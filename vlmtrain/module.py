@@ -145,14 +145,26 @@ class VLMModule(L.LightningModule):
         if datamodule is not None and hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(self.current_epoch)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
+        if batch is None:  # every sample of it was skipped as bad (on_bad_sample=skip)
+            log.warning("training step %d skipped: every sample of its batch was bad",
+                        self.global_step)
+            return None  # Lightning skips the optimizer step
         out = self._step(batch, "train")
         opt = self.optimizers(use_pl_optimizer=False)
         self.log("train/lr", opt.param_groups[0]["lr"], prog_bar=False)
         return out.loss
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        return self._step(batch, "val").loss
+    def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
+        return None if batch is None else self._step(batch, "val").loss
+
+    def on_validation_epoch_end(self) -> None:
+        # skipped records per reason, found at start-up and while reading (DataLoader workers
+        # included); in the progress of a run, not only in its final summary
+        datamodule = getattr(self.trainer, "datamodule", None)
+        counts = datamodule.skipped_by_reason() if hasattr(datamodule, "skipped_by_reason") else {}
+        for key, value in counts.items():
+            self.log(key, float(value), rank_zero_only=True)
 
     @torch.no_grad()
     def generate_answers(self, batch: dict[str, Any]) -> list[str]:

@@ -61,7 +61,7 @@ class GenerationEval(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
-        if not self._active or "gen" not in batch:
+        if not self._active or batch is None or "gen" not in batch:
             return
         if self.max_batches is not None and batch_idx >= self.max_batches:
             return

@@ -20,6 +20,8 @@ class TokenThroughput(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
+        if batch is None:  # a batch of skipped bad records: no step was taken
+            return
         elapsed = time.perf_counter() - self._start
         tokens = float(batch["inputs"]["attention_mask"].sum()) * trainer.world_size
         if elapsed > 0:

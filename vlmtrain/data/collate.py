@@ -12,21 +12,18 @@ learned.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from vlmtrain.data.bad_records import BadRecord, BadRecordPolicy
 from vlmtrain.data.records import Sample, check_sample
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.models.families import Family
 
-log = logging.getLogger(__name__)
-
 IGNORE_INDEX = -100
-_POLICIES = ("error", "skip")
 #: processor outputs that describe the images (concatenated per image, not padded per row)
 IMAGE_INPUTS = ("pixel_values", "image_grid_thw")
 
@@ -64,54 +61,60 @@ class VLMCollator:
         on_bad_sample: str = "error",
         with_generation: bool = False,
     ) -> None:
-        if on_bad_sample not in _POLICIES:
-            raise VLMTrainError(f"data.on_bad_sample={on_bad_sample!r}: use one of {_POLICIES}")
+        self.policy = BadRecordPolicy(on_bad_sample)  # counts shared with DataLoader workers
         self.processor = processor
         self.family = family
         self.max_length = max_length
         self.on_bad_sample = on_bad_sample
         self.with_generation = with_generation
-        self.skipped = 0
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
     #: the batch layout this collator produces (a loss declares the one it reads)
     layout = "sft"
 
-    def __call__(self, samples: Sequence[Sample]) -> dict[str, Any]:
-        samples, enc, prompts = self.prepare(samples)
+    @property
+    def skipped(self) -> int:
+        return self.policy.counts.total
+
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, Any] | None:
+        prepared = self.prepare(samples)
+        if prepared is None:  # every sample was bad and skipped: the step is skipped too
+            return None
+        samples, enc, prompts = prepared
         batch = self.rows(samples, enc, prompts)
         batch["meta"] = self.meta(samples)
         if self.with_generation:
             batch["gen"] = self.generation_inputs(enc, prompts)
         return batch
 
-    def prepare(self, samples: Sequence[Sample]) -> tuple[list[Sample], Any, list[Tensor]]:
+    def prepare(self, samples: Sequence[Sample]) -> tuple[list[Sample], Any, list[Tensor]] | None:
         """Check samples, encode their prompts with images, drop prompts that cannot fit.
 
         Returns:
             ``(samples, enc, prompts)``: the kept samples, the processor's output for them and
-            each prompt's ids without padding (image tokens expanded).
+            each prompt's ids without padding (image tokens expanded); ``None`` when every
+            sample was skipped as bad (``on_bad_sample=skip``; under ``error`` the first bad
+            one raises).
         """
-        samples = [s for s in samples if self._valid(s)]
+        # None: a sample the dataset could not read under skip (it counted it already)
+        samples = [s for s in samples if s is not None and self._valid(s)]
         if not samples:
-            raise VLMTrainError("every sample of a batch was skipped as bad; check the data")
+            return None
         enc = self._encode_prompts(samples)
         prompts = [row[mask.bool()] for row, mask in zip(enc["input_ids"], enc["attention_mask"])]
         too_long = [i for i, p in enumerate(prompts) if len(p) + 1 > self.max_length]
         if too_long:
-            return self.prepare(self._drop_too_long(samples, too_long, [len(p) for p in prompts]))
+            kept = self._drop_too_long(samples, too_long, [len(p) for p in prompts])
+            return self.prepare(kept) if kept else None
         return list(samples), enc, prompts
 
     # -- steps ----------------------------------------------------------------------------
     def _valid(self, sample: Sample) -> bool:
         try:
             check_sample(sample)
-        except ValueError as exc:
-            if self.on_bad_sample == "error":
-                raise VLMTrainError(str(exc)) from exc
-            self.skipped += 1
-            log.warning("skipping sample (%d skipped so far): %s", self.skipped, exc)
+        except BadRecord as exc:
+            self.policy.handle(exc, sample.meta.get("where", "data"))
             return False
         return True
 
@@ -122,19 +125,12 @@ class VLMCollator:
 
     def _drop_too_long(self, samples: Sequence[Sample], bad: list[int], lens: list[int]) -> list:
         for i in bad:
-            msg = (
+            self.policy.handle(BadRecord("too_long", (
                 f"sample {samples[i].id}: its prompt with image tokens is {lens[i]} tokens, "
                 f"data.max_length={self.max_length} leaves no room for the answer; raise "
-                "data.max_length or lower the image resolution (model.processor_kwargs)"
-            )
-            if self.on_bad_sample == "error":
-                raise VLMTrainError(msg + " (or set data.on_bad_sample=skip)")
-            self.skipped += 1
-            log.warning("skipping (%d skipped so far): %s", self.skipped, msg)
-        kept = [s for i, s in enumerate(samples) if i not in set(bad)]
-        if not kept:
-            raise VLMTrainError("every sample of a batch was too long; raise data.max_length")
-        return kept
+                "data.max_length or lower the image resolution (model.processor_kwargs)")),
+                samples[i].meta.get("where", "data"))
+        return [s for i, s in enumerate(samples) if i not in set(bad)]
 
     def rows(self, samples: Sequence[Sample], enc: Any, prompts: list[Tensor]) -> dict:
         """Training rows ``prompt + answer turns``: ``{"inputs": {...}, "labels": (B, T)}``.

@@ -83,7 +83,11 @@ class VLMDataModule(L.LightningDataModule):
             raise VLMTrainError(
                 f"{loss_name} reads '{needs.layout}' batches but the data collator makes "
                 f"'{self.layout}' batches: set data.collator._target_={collator}")
-        first = self.train_set[0]
+        # under on_bad_sample=skip a dataset yields None for a record it could not read
+        first = next((s for s in (self.train_set[i] for i in range(min(len(self.train_set), 64)))
+                      if s is not None), None)
+        if first is None:
+            return
         if needs.layout == "pairs" and first.rejected is None:
             raise VLMTrainError(
                 f"{loss_name} learns from preference pairs, but training sample {first.id} has no "
@@ -96,10 +100,18 @@ class VLMDataModule(L.LightningDataModule):
                 "(+recipe=dpo_vqa), or read the data with task=vqa to fine-tune on the chosen "
                 "answers alone")
 
+    def skipped_by_reason(self, late_only: bool = False) -> dict[str, int]:
+        """``{"data/skipped/<reason>": n}``: readers' start-up checks, datasets' and collators'
+        read-time skips, from every DataLoader worker."""
+        from vlmtrain.data.bad_records import skip_counts
+
+        return skip_counts(self.train_set, self.val_set, self.train_collator, self.val_collator,
+                           late_only=late_only)
+
     @property
     def skipped(self) -> int:
         """Samples dropped as bad so far (train + val), under ``on_bad_sample=skip``."""
-        return self.train_collator.skipped + self.val_collator.skipped
+        return sum(self.skipped_by_reason().values())
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.train_set, "set_epoch"):

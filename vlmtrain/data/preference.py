@@ -10,7 +10,6 @@ order. A loss reads the two halves with ``logps[:B]`` and ``logps[B:]``.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,11 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vlmtrain.data.bad_records import BadRecord
 from vlmtrain.data.collate import IGNORE_INDEX, IMAGE_INPUTS, VLMCollator
 from vlmtrain.data.records import Sample
-from vlmtrain.errors import VLMTrainError
-
-log = logging.getLogger(__name__)
 
 
 class PreferenceCollator:
@@ -46,18 +43,20 @@ class PreferenceCollator:
     def __init__(self, processor: Any, family: Any, max_length: int = 512,
                  on_bad_sample: str = "error", with_generation: bool = False) -> None:
         self.sft = VLMCollator(processor, family, max_length, on_bad_sample, with_generation)
+        self.policy = self.sft.policy  # one count table for every skip of this collator
         self.with_generation = with_generation
-        self._not_pairs = 0
 
     @property
     def skipped(self) -> int:
-        return self.sft.skipped + self._not_pairs
+        return self.sft.skipped
 
-    def __call__(self, samples: Sequence[Sample]) -> dict[str, Any]:
-        pairs = [s for s in samples if self._is_pair(s)]
-        if not pairs:
-            raise VLMTrainError("every sample of a batch was skipped as bad; check the data")
-        pairs, enc, prompts = self.sft.prepare(pairs)
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, Any] | None:
+        # None: a sample the dataset could not read under skip (it counted it already)
+        pairs = [s for s in samples if s is not None and self._is_pair(s)]
+        prepared = self.sft.prepare(pairs) if pairs else None
+        if prepared is None:  # every pair was bad and skipped: the step is skipped too
+            return None
+        pairs, enc, prompts = prepared
         # a rejected answer is a one-turn reply: follow-up turns belong to the chosen side only
         # in SFT data, and preference records carry none
         rejected = [dataclasses.replace(s, target=s.rejected, followups=()) for s in pairs]
@@ -71,13 +70,11 @@ class PreferenceCollator:
     def _is_pair(self, sample: Sample) -> bool:
         if sample.rejected is not None:
             return True
-        msg = (f"sample {sample.id} has no rejected answer, but the batch layout is preference "
-               "pairs (a loss such as loss=dpo reads them): use preference data (e.g. "
-               "data=shapes_preference, or records with 'chosen' and 'rejected')")
-        if self.sft.on_bad_sample == "error":
-            raise VLMTrainError(msg)
-        self._not_pairs += 1
-        log.warning("skipping sample (%d skipped so far): %s", self.skipped, msg)
+        self.policy.handle(BadRecord("not_a_pair", (
+            f"sample {sample.id} has no rejected answer, but the batch layout is preference "
+            "pairs (a loss such as loss=dpo reads them): use preference data (e.g. "
+            "data=shapes_preference, or records with 'chosen' and 'rejected')")),
+            sample.meta.get("where", "data"))
         return False
 
 

@@ -41,7 +41,10 @@ class AccumulationWindowLoader(DataLoader):
     def __iter__(self) -> Iterator[Any]:
         batches = super().__iter__()
         while group := list(islice(batches, self.window)):
-            total = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in group)
+            # None: a batch whose samples were all skipped as bad (its step is skipped)
+            total = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in group
+                        if b is not None)
             for batch in group:
-                batch["window_tokens"] = torch.tensor(total, dtype=torch.long)
+                if batch is not None:
+                    batch["window_tokens"] = torch.tensor(total, dtype=torch.long)
                 yield batch
