@@ -95,12 +95,25 @@ def _task(cfg: DictConfig) -> float | None:
     return metrics.get(objective) if objective else None
 
 
+def _has_optuna() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def main() -> None:
     """Console entry point (also ``python -m vlmtrain``)."""
     global _RESUME
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     register_recipes()
     config_path, config_name = str(config_dir()), "train"
+    if any(a.startswith("+sweep=") for a in sys.argv[1:]) and not _has_optuna():
+        print("error: +sweep=<name> runs an Optuna sweep, which needs the optional extra: "
+              "pip install 'vlmtrain[sweep]'", file=sys.stderr)
+        sys.exit(1)
     try:
         _RESUME = plan_resume(sys.argv[1:])
     except VLMTrainError as exc:

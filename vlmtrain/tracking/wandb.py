@@ -126,9 +126,17 @@ def sweep_label() -> tuple[str | None, str | None]:
         [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]) if o.is_sweep_override()}
     swept |= {str(k) for k in (hc.sweeper.get("params") or {})}
     job = parser.parse_overrides(list(hc.overrides.task))
-    label = " ".join(o.input_line for o in job if o.get_key_element() in swept) or \
+    label = " ".join(_short_override(o) for o in job if o.get_key_element() in swept) or \
         f"job {hc.job.num}"
     return label, "/".join(Path(hc.sweep.dir).parts[-2:])
+
+
+def _short_override(override: Any) -> str:
+    """``optim.optimizer.lr=0.000646642...`` -> ``optim.optimizer.lr=0.0006466`` (run names)."""
+    value = override.value()
+    if isinstance(value, float):
+        return f"{override.get_key_element()}={value:.4g}"
+    return override.input_line
 
 
 def finish_wandb(exit_code: int = 0, preempted: bool = False) -> None:
