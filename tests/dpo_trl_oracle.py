@@ -81,6 +81,19 @@ def synthetic_examples(n: int = 2, image_size: int = 48, seed: int = 0) -> list[
     return out
 
 
+def lora_tiny_qwen(seed: int = 0, std: float = 0.5) -> Any:
+    """Tiny Qwen2.5-VL (48 px) with a LoRA adapter (r=4, no dropout) whose weights are random,
+    so the policy differs from its adapter-less reference (see :func:`perturb_lora`)."""
+    from vlmtrain.models.families import Qwen2_5_VL
+    from vlmtrain.models.hf import load_vlm
+    from vlmtrain.models.tiny import build_tiny_qwen2_5_vl
+
+    vlm = load_vlm(build_tiny_qwen2_5_vl(image_size=48), Qwen2_5_VL(),
+                   lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    perturb_lora(vlm.model, seed=seed, std=std)
+    return vlm
+
+
 def perturb_lora(model: nn.Module, seed: int = 0, std: float = 0.3) -> None:
     """Give every LoRA matrix random values, so the policy differs from its adapter-less base.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 from torch.testing import assert_close
 
-from dpo_trl_oracle import (LOGGED_KEYS, perturb_lora, synthetic_examples, trl_dpo_step,
+from dpo_trl_oracle import (LOGGED_KEYS, lora_tiny_qwen, synthetic_examples, trl_dpo_step,
                             vlmtrain_batch)
 from vlmtrain.losses.dpo import DPOLoss
 from vlmtrain.models.forward import forward_supervised
@@ -33,14 +33,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def lora_qwen():
-    from vlmtrain.models.families import Qwen2_5_VL
-    from vlmtrain.models.hf import load_vlm
-    from vlmtrain.models.tiny import build_tiny_qwen2_5_vl
-
-    vlm = load_vlm(build_tiny_qwen2_5_vl(image_size=48), Qwen2_5_VL(),
-                   lora={"r": 4, "alpha": 8, "dropout": 0.0})
-    perturb_lora(vlm.model, seed=0, std=0.5)
-    return vlm
+    return lora_tiny_qwen()
 
 
 @pytest.fixture(scope="module")
