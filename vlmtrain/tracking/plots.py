@@ -6,6 +6,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
+# Curves with fewer points (validations every few hundred steps) are not smoothed: an average
+# over 3-5 measurements would draw a trend that none of them shows.
+_MIN_SMOOTHED = 10
+
+
 def ema(values: Sequence[float], weight: float) -> list[float]:
     """TensorBoard's debiased exponential moving average (``weight`` in [0, 1)).
 
@@ -37,20 +42,22 @@ def plot_metric(metric: str, curves: Mapping[str, Sequence[tuple[int, float]]], 
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=150)
     colours = plt.get_cmap("tab10").colors
+    smoothed = False
     for i, (name, points) in enumerate(sorted(curves.items())):
         if not points:
             continue
         steps = [s for s, _ in points]
         values = [v for _, v in points]
         colour = colours[i % len(colours)]
-        marker = "o" if len(points) <= 30 else None  # sparse validation points stay visible
-        if smooth > 0 and len(points) > 2:
+        if smooth > 0 and len(points) >= _MIN_SMOOTHED:
             ax.plot(steps, values, color=colour, alpha=0.25, linewidth=1)
             ax.plot(steps, ema(values, smooth), color=colour, linewidth=1.8, label=name)
-        else:
+            smoothed = True
+        else:  # a few validation points: drawn as measured, with markers
+            marker = "o" if len(points) <= 30 else None
             ax.plot(steps, values, color=colour, linewidth=1.8, marker=marker, markersize=3,
                     label=name)
-    title = metric + (f"  (EMA smoothing {smooth:g})" if smooth > 0 else "")
+    title = metric + (f"  (EMA smoothing {smooth:g})" if smoothed else "")
     ax.set_title(title)
     ax.set_xlabel("training step")
     ax.set_ylabel(metric)
