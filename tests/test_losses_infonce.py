@@ -85,7 +85,8 @@ def test_equals_open_clip_on_random_embeddings():
 def test_equals_hugging_face_clip_model_loss():
     from transformers import CLIPConfig, CLIPModel
 
-    small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    small = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+             "num_attention_heads": 2}
     config = CLIPConfig(text_config=dict(small, vocab_size=20, max_position_embeddings=8,
                                          bos_token_id=18, eos_token_id=19,
                                          pad_token_id=19),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -68,7 +69,10 @@ class GenerationEval(L.Callback):
         predictions = pl_module.generate_answers(batch)
         meta = batch["meta"]
         for metric in self.metrics.values():
-            metric.update(predictions, meta["references"])
+            if _takes_images(metric):  # CLIPScore: scores each caption against its image
+                metric.update(predictions, meta["references"], images=meta.get("images"))
+            else:
+                metric.update(predictions, meta["references"])
         for i in range(min(len(predictions), self.log_samples - len(self.samples))):
             self.samples.append({"id": meta["ids"][i], "prompt": meta["prompts"][i],
                                  "prediction": predictions[i],
@@ -99,3 +103,8 @@ class GenerationEval(L.Callback):
                 logger.log_text("val/samples", columns=cols,
                                 data=[[row[c] for c in cols] for row in self.samples],
                                 step=trainer.global_step)
+
+
+def _takes_images(metric: Metric) -> bool:
+    """Whether ``metric.update`` has an ``images`` argument (torchmetrics keeps the signature)."""
+    return "images" in inspect.signature(metric.update).parameters

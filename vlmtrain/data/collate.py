@@ -171,11 +171,13 @@ class VLMCollator:
 
     @staticmethod
     def meta(samples: Sequence[Sample]) -> dict[str, list]:
-        """What is not a model input: ids, prompts and metric references, one entry per sample."""
+        """What is not a model input: ids, prompts, metric references and the images (for
+        image-grounded metrics such as CLIPScore), one entry per sample."""
         return {
             "ids": [s.id for s in samples],
             "prompts": [s.prompt for s in samples],
             "references": [list(s.references) or [s.target] for s in samples],
+            "images": [s.image for s in samples],
         }
 
     def _response_pieces(self, samples: Sequence[Sample]) -> list[list[list[int]]]:
