@@ -112,9 +112,11 @@ class RunRecord(L.Callback):
         """Start (or, in the same folder, continue) the record from the run's config."""
         from omegaconf import OmegaConf
 
-        from vlmtrain.tracking.wandb import redact
+        from vlmtrain.tracking.wandb import redact, redact_argv
 
         overrides, recipe = hydra_job()
+        if overrides is not None:
+            overrides = redact_argv(overrides)  # the record may be shared; secrets stay out
         resolved = OmegaConf.to_container(cfg, resolve=True)
         output_dir = str(cfg.paths.output_dir) if "paths" in cfg else ""
         previous = read_record(self.path.parent) if self.path.exists() else {}
