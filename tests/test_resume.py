@@ -12,13 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
 from tests.conftest import REPO, run_vlmtrain
 from vlmtrain.callbacks.run_record import read_record
-from vlmtrain.data.datamodule import VLMDataModule
 from vlmtrain.tracking.checkpoint_io import AtomicCheckpointIO
 from vlmtrain.tracking.offline import run_history
 
@@ -98,13 +96,9 @@ def _losses_logged(run_dir: Path) -> list[tuple[int, float]]:
             if "train/loss" in row]
 
 
-# Exact resume needs the training loader's position inside the epoch: VLMDataModule must build
-# its train loader on vlmtrain.data.resumable.ResumableSampler and keep data_position() in its
-# state_dict (see that module). Until it does, a resumed run sees the epoch's first batches again.
-_NOT_WIRED = not hasattr(VLMDataModule, "load_state_dict") or (
-    VLMDataModule.load_state_dict is L.LightningDataModule.load_state_dict)
-needs_data_position = pytest.mark.xfail(
-    _NOT_WIRED, strict=True, reason="VLMDataModule does not restore its data position yet")
+# Exact resume needs the training loader's position inside the epoch: VLMDataModule builds its
+# train loader on vlmtrain.data.resumable.ResumableSampler and keeps data_position() in its
+# state_dict.
 EXACT = [*TINY, "logger=default", "trainer.max_steps=14", "trainer.val_check_interval=5",
          "trainer.log_every_n_steps=1", "callbacks.interval_checkpoint.every_n_train_steps=2"]
 
@@ -151,7 +145,6 @@ def _assert_same_weights(run: Path, reference: Path, resumed_from: int) -> None:
 
 
 @pytest.mark.slow
-@needs_data_position
 def test_kill9_then_resume_is_bit_identical(tmp_path, uninterrupted):
     resumed_from = _interrupt_and_resume(tmp_path, signal.SIGKILL)
     _assert_same_weights(tmp_path, uninterrupted, resumed_from)
@@ -167,7 +160,6 @@ def test_kill9_then_resume_is_bit_identical(tmp_path, uninterrupted):
 
 
 @pytest.mark.slow
-@needs_data_position
 def test_sigterm_then_resume_is_bit_identical_with_complete_history(tmp_path, uninterrupted):
     resumed_from = _interrupt_and_resume(tmp_path, signal.SIGTERM)
     _assert_same_weights(tmp_path, uninterrupted, resumed_from)

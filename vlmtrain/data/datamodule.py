@@ -9,6 +9,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from vlmtrain.data.collate import VLMCollator
+from vlmtrain.data.resumable import ResumableSampler, data_position
 from vlmtrain.data.window import AccumulationWindowLoader
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.models.families import Family
@@ -117,10 +118,21 @@ class VLMDataModule(L.LightningDataModule):
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(epoch)
 
+    def state_dict(self) -> dict[str, int]:
+        """The data position (epoch, batches done), saved in every checkpoint by Lightning."""
+        return data_position(getattr(self, "trainer", None))
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        # handed back before the train loader is built: a resumed epoch skips what was trained
+        self._resume_position = state
+
     def train_dataloader(self) -> DataLoader:
         trainer = getattr(self, "trainer", None)
+        # the epoch's order is a function of (seed, epoch), so a resumed run continues it
+        sampler = ResumableSampler(self.train_set, shuffle=self.shuffle)
+        sampler.resume(getattr(self, "_resume_position", None), self.batch_size)
         return AccumulationWindowLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, drop_last=True,
+            self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True,
             collate_fn=self.train_collator, num_workers=self.num_workers,
             # not persistent: workers hold a copy of the dataset, and set_epoch must reach it
             persistent_workers=False,
