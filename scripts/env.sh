@@ -14,7 +14,7 @@ want=$(cat "$root/pyproject.toml" "$root/scripts/env.sh" | sha256sum | cut -c1-1
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[vlmtrain] preparing $venv (first run takes a few minutes) ..." >&2
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$venv/bin/python" -m pip install -q --upgrade pip "setuptools>=77" >/dev/null
   "$venv/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
   "$venv/bin/python" -m pip install -q -e "$root[test]"
   echo "$want" > "$stamp"

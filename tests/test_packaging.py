@@ -24,6 +24,18 @@ def test_every_subpackage_is_listed_in_pyproject():
     assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
 
 
+def test_every_config_and_asset_folder_is_listed_in_pyproject():
+    # data-only folders inside the package are listed too: setuptools warns about each one it
+    # finds unlisted (and a fresh install should be quiet)
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"vlmtrain.configs." + ".".join(p.relative_to(REPO / "configs").parts)
+               for p in (REPO / "configs").rglob("*") if p.is_dir()}
+    folders |= {".".join(p.relative_to(REPO).parts) for p in (REPO / "vlmtrain" / "assets").rglob("*")
+                if p.is_dir()} | {"vlmtrain.assets"}
+    missing = folders - listed
+    assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
+
+
 @pytest.mark.slow
 def test_installed_wheel_runs_from_another_folder(tmp_path):
     target = tmp_path / "site"
@@ -34,6 +46,8 @@ def test_installed_wheel_runs_from_another_folder(tmp_path):
     )
     assert (target / "vlmtrain" / "configs" / "train.yaml").exists()
     assert (target / "vlmtrain" / "recipes" / "sft_vqa.yaml").exists()
+    assert (target / "vlmtrain" / "configs" / "reference" / "cached.yaml").exists()
+    assert (target / "vlmtrain" / "assets" / "shapes_clip" / "model.safetensors").exists()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # Only the installed copy may be importable: drop the repo from the path.
