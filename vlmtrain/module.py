@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.losses.base import LossOutput, needs_of
 from vlmtrain.losses.kd import check_teacher_compatible
-from vlmtrain.models.forward import forward_supervised
+from vlmtrain.models.forward import FORWARD_FOR_LAYOUT, forward_supervised
 from vlmtrain.models.hf import VLM
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ class VLMModule(L.LightningModule):
         self.model = vlm.model
         self.loss_fn = loss
         self.needs = needs_of(loss)
+        self._forward = FORWARD_FOR_LAYOUT[self.needs.layout]
+        if hasattr(loss, "bind"):  # parameters sized by the model (projection heads)
+            loss.bind(vlm)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.lr_multipliers = dict(lr_multipliers or {})
@@ -80,11 +83,12 @@ class VLMModule(L.LightningModule):
 
     # -- forward / steps ------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> Any:
-        """Run the policy; logits only where the next token is supervised.
+        """Run the policy as the loss's batch layout asks.
 
-        Adds ``batch["targets"]`` (N, K), aligned with the returned ``logits`` (N, K, V).
+        Token layouts: logits only where the next token is supervised, and ``batch["targets"]``
+        (N, K) aligned with them; contrastive layout: pooled image and caption embeddings.
         """
-        return forward_supervised(self.model, batch)
+        return self._forward(self.model, batch)
 
     def on_fit_start(self) -> None:
         # A cached reference loads or computes its log-probs here, before the first step (and
@@ -165,6 +169,11 @@ class VLMModule(L.LightningModule):
         counts = datamodule.skipped_by_reason() if hasattr(datamodule, "skipped_by_reason") else {}
         for key, value in counts.items():
             self.log(key, float(value), rank_zero_only=True)
+        # metrics a loss scores over the whole split (retrieval recall); synced across ranks
+        # by the metric itself, so every rank logs the same value
+        epoch_metrics = getattr(self.loss_fn, "epoch_metrics", None)
+        for key, value in (epoch_metrics() if epoch_metrics is not None else {}).items():
+            self.log(f"val/{key}", value.float(), prog_bar=key.endswith("_at_1"))
 
     @torch.no_grad()
     def generate_answers(self, batch: dict[str, Any]) -> list[str]:
@@ -196,11 +205,11 @@ class VLMModule(L.LightningModule):
     def _param_groups(self) -> list[dict[str, Any]]:
         family = self.vlm.family
         parts = {"vision": family.vision_modules, "projector": family.projector_modules}
-        unknown = set(self.lr_multipliers) - {"vision", "projector", "language"}
+        unknown = set(self.lr_multipliers) - {"vision", "projector", "language", "loss"}
         if unknown:
             raise VLMTrainError(
                 f"module.lr_multipliers has unknown parts {sorted(unknown)}; "
-                "use vision, projector, language"
+                "use vision, projector, language, loss"
             )
         buckets: dict[str, list[nn.Parameter]] = {"language": [], "vision": [], "projector": []}
         for name, param in self.model.named_parameters():
@@ -209,10 +218,21 @@ class VLMModule(L.LightningModule):
             part = next((p for p, subs in parts.items() if any(s in name for s in subs)),
                         "language")
             buckets[part].append(param)
-        if not any(buckets.values()):
-            raise VLMTrainError("no trainable parameters: everything is frozen")
-        return [
+        groups = [
             {"params": params, "name": part, "lr_multiplier": self.lr_multipliers.get(part, 1.0)}
             for part, params in buckets.items() if params
         ]
+        # A loss's own parameters (InfoNCE's heads and temperature): weight matrices decay as
+        # the optimizer says, scalars such as the logit scale never do (CLIP's rule).
+        own = [p for p in self.loss_fn.parameters() if p.requires_grad]
+        factor = self.lr_multipliers.get("loss", 1.0)
+        if any(p.ndim >= 2 for p in own):
+            groups.append({"params": [p for p in own if p.ndim >= 2], "name": "loss",
+                           "lr_multiplier": factor})
+        if any(p.ndim < 2 for p in own):
+            groups.append({"params": [p for p in own if p.ndim < 2], "name": "loss_no_decay",
+                           "lr_multiplier": factor, "weight_decay": 0.0})
+        if not groups:
+            raise VLMTrainError("no trainable parameters: everything is frozen")
+        return groups
 

@@ -9,7 +9,11 @@ import lightning as L
 
 
 class TokenThroughput(L.Callback):
-    """Log ``train/tokens_per_sec`` (non-padding tokens incl. image tokens, all ranks)."""
+    """Log ``train/tokens_per_sec`` (non-padding tokens incl. image tokens, all ranks).
+
+    An image-text batch counts its caption tokens (its images go through the vision tower
+    alone, with no tokens in a sequence).
+    """
 
     def __init__(self) -> None:
         self._start = 0.0
@@ -23,6 +27,9 @@ class TokenThroughput(L.Callback):
         if batch is None:  # a batch of skipped bad records: no step was taken
             return
         elapsed = time.perf_counter() - self._start
-        tokens = float(batch["inputs"]["attention_mask"].sum()) * trainer.world_size
-        if elapsed > 0:
+        # every token sequence of the batch: the model inputs, and the captions of an image-text
+        # batch (whose ``inputs`` hold images only)
+        parts = [p for p in batch.values() if isinstance(p, dict) and "attention_mask" in p]
+        tokens = sum(float(p["attention_mask"].sum()) for p in parts) * trainer.world_size
+        if elapsed > 0 and tokens > 0:
             pl_module.log("train/tokens_per_sec", tokens / elapsed, prog_bar=False)

@@ -45,6 +45,7 @@ REASONS = (
     "bad_conversation",       # turns that do not alternate user / assistant
     "too_long",               # the prompt with its image tokens cannot fit data.max_length
     "not_a_pair",             # a record without a rejected answer in a preference batch
+    "not_a_caption",          # a preference pair in an image-caption (contrastive) batch
     "invalid_value",          # any other value the record cannot have (unknown task ...)
 )
 #: Skipped records logged in full (per dataset or collator); the rest are only counted.

@@ -15,6 +15,14 @@ from vlmtrain.errors import VLMTrainError
 from vlmtrain.models.families import Family
 
 
+#: the collator that makes each batch layout (named in start-up errors)
+COLLATOR_FOR_LAYOUT = {
+    "sft": "vlmtrain.data.collate.VLMCollator",
+    "pairs": "vlmtrain.data.preference.PreferenceCollator",
+    "contrastive": "vlmtrain.data.image_text.ImageTextCollator",
+}
+
+
 class VLMDataModule(L.LightningDataModule):
     """Train/val datasets + the family collator.
 
@@ -68,7 +76,7 @@ class VLMDataModule(L.LightningDataModule):
 
     @property
     def layout(self) -> str:
-        """The batch layout of the collator (``sft`` or ``pairs``)."""
+        """The batch layout of the collator (``sft``, ``pairs`` or ``contrastive``)."""
         return self.train_collator.layout
 
     def check_fits(self, needs: Any, loss_name: str) -> None:
@@ -79,8 +87,7 @@ class VLMDataModule(L.LightningDataModule):
             loss_name: the loss class name, for the message.
         """
         if needs.layout != self.layout:
-            collator = ("vlmtrain.data.preference.PreferenceCollator" if needs.layout == "pairs"
-                        else "vlmtrain.data.collate.VLMCollator")
+            collator = COLLATOR_FOR_LAYOUT[needs.layout]
             raise VLMTrainError(
                 f"{loss_name} reads '{needs.layout}' batches but the data collator makes "
                 f"'{self.layout}' batches: set data.collator._target_={collator}")
@@ -94,6 +101,12 @@ class VLMDataModule(L.LightningDataModule):
                 f"{loss_name} learns from preference pairs, but training sample {first.id} has no "
                 "rejected answer: use data=shapes_preference or a JSONL file with 'chosen' and "
                 "'rejected' (README: own preference data)")
+        if needs.layout == "contrastive" and first.rejected is not None:
+            raise VLMTrainError(
+                f"{loss_name} aligns images with their captions, but training sample {first.id} "
+                "is a preference pair: use captioning data (data=shapes_image_text, or "
+                "data=coco_captions data.collator._target_=vlmtrain.data.image_text."
+                "ImageTextCollator)")
         if needs.layout == "sft" and first.rejected is not None:
             raise VLMTrainError(
                 f"the training data are preference pairs (sample {first.id} has a rejected "

@@ -42,9 +42,11 @@ class AccumulationWindowLoader(DataLoader):
         batches = super().__iter__()
         while group := list(islice(batches, self.window)):
             # None: a batch whose samples were all skipped as bad (its step is skipped)
-            total = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in group
-                        if b is not None)
+            # a batch without labels (image-text pairs) has no tokens to count: its loss is a
+            # per-batch mean, and Lightning's division by the window is the right scaling
+            counted = [b for b in group if b is not None and "labels" in b]
+            total = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in counted)
             for batch in group:
-                if batch is not None:
+                if batch is not None and "labels" in batch:
                     batch["window_tokens"] = torch.tensor(total, dtype=torch.long)
                 yield batch

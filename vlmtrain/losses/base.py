@@ -8,7 +8,7 @@ from typing import NamedTuple
 from torch import Tensor
 
 #: Batch layouts a collator can produce (``collator.layout``) and a loss can ask for.
-LAYOUTS = ("sft", "pairs")
+LAYOUTS = ("sft", "pairs", "contrastive")
 
 
 class LossOutput(NamedTuple):
@@ -38,7 +38,15 @@ class Needs:
         teacher: a frozen teacher model; the loss receives its output, whose ``logits``
             ``(N, K, V)`` are aligned with ``batch["targets"]`` as the policy's are.
         layout: the batch layout the loss reads (one of :data:`LAYOUTS`): ``sft`` (one row per
-            sample) or ``pairs`` (``[chosen rows; rejected rows]``, ``N = 2B``).
+            sample), ``pairs`` (``[chosen rows; rejected rows]``, ``N = 2B``) or
+            ``contrastive`` (images and captions apart; the policy output is then pooled
+            embeddings, :func:`~vlmtrain.models.embed.forward_embeddings`, not logits).
+
+    Two optional hooks complete the contract: a loss with parameters sized by the model (e.g.
+    projection heads) defines ``bind(vlm)``, called once before the optimizer is built (its
+    parameters are then trained with the model's); a loss that scores a whole validation split
+    (e.g. retrieval recall) defines ``epoch_metrics() -> dict[str, Tensor]``, logged as
+    ``val/<key>`` at the end of each validation.
     """
 
     reference: bool = False

@@ -281,6 +281,29 @@ def info_nce(
     return (image_to_text + text_to_image) / 2
 
 
+def pool_states(states: Tensor, mask: Tensor, how: str = "mean") -> Tensor:
+    """One vector per sequence from a causal language model's hidden states.
+
+    ``mean`` averages the states of the real tokens (SGPT, Muennighoff 2022, found it the robust
+    choice for a decoder not trained for embeddings); ``last`` takes the last real token's state,
+    the only one that has attended to the whole caption (E5-Mistral, Wang et al. 2024).
+
+    Args:
+        states: (B, T, D) hidden states; mask: (B, T) 1 on real tokens, right-padded.
+        how: ``mean`` or ``last``.
+
+    Returns:
+        (B, D).
+    """
+    mask = mask.to(states.dtype)
+    if how == "mean":
+        return (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+    if how == "last":
+        last = mask.sum(1).long().clamp(min=1) - 1
+        return states[torch.arange(states.shape[0], device=states.device), last]
+    raise ValueError(f"pool_states: how={how!r}; use 'mean' or 'last'")
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` from every rank, rank order, keeping the autograd graph.
 

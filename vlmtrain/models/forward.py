@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from vlmtrain.losses.functional import supervised_positions
+from vlmtrain.models.embed import forward_embeddings
 
 
 def forward_supervised(model: nn.Module, batch: dict[str, Any]) -> Any:
@@ -26,3 +27,12 @@ def forward_supervised(model: nn.Module, batch: dict[str, Any]) -> Any:
     """
     positions, batch["targets"] = supervised_positions(batch["labels"])
     return model(**batch["inputs"], use_cache=False, logits_to_keep=positions)
+
+
+#: The policy forward for each batch layout (``Needs.layout``): token layouts project supervised
+#: positions onto the vocabulary, the contrastive layout returns pooled embeddings.
+FORWARD_FOR_LAYOUT = {
+    "sft": forward_supervised,
+    "pairs": forward_supervised,
+    "contrastive": forward_embeddings,
+}

@@ -50,6 +50,7 @@ def load_vlm(
     lora: dict | LoraSpec | None = None,
     freeze_vision: bool = False,
     freeze_projector: bool = False,
+    freeze_language: bool = False,
     gradient_checkpointing: bool = False,
     dtype: str = "float32",
     attn_implementation: str | None = "sdpa",
@@ -65,6 +66,9 @@ def load_vlm(
         lora: LoRA settings; ``None`` trains all (unfrozen) weights.
         freeze_vision: freeze the vision encoder.
         freeze_projector: freeze the vision-to-language projector.
+        freeze_language: freeze the language model (every parameter that is neither vision
+            encoder nor projector: embeddings, decoder layers, LM head), as in the alignment
+            stage of LLaVA-style training.
         gradient_checkpointing: recompute activations in backward to save memory.
         dtype: ``float32`` | ``bfloat16`` | ``float16`` for the weights.
         attn_implementation: ``sdpa`` | ``eager`` | ``flash_attention_2``.
@@ -99,7 +103,7 @@ def load_vlm(
             f"{name_or_path} --local-dir DIR`) and pass model.name_or_path=DIR"
         ) from exc
     model.train()  # from_pretrained returns eval mode; dropout etc. must be active in training
-    _freeze(model, family, freeze_vision, freeze_projector)
+    _freeze(model, family, freeze_vision, freeze_projector, freeze_language)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -111,8 +115,14 @@ def load_vlm(
     return VLM(model=model, processor=processor, family=family, name_or_path=str(name_or_path))
 
 
-def _freeze(model: nn.Module, family: Family, vision: bool, projector: bool) -> None:
+def _freeze(model: nn.Module, family: Family, vision: bool, projector: bool,
+            language: bool = False) -> None:
     parts = (family.vision_modules if vision else ()) + (family.projector_modules if projector else ())
+    if language:  # the language model is whatever is neither vision encoder nor projector
+        image_side = family.vision_modules + family.projector_modules
+        for name, param in model.named_parameters():
+            if not any(part in name for part in image_side):
+                param.requires_grad_(False)
     if not parts:
         return
     hit = 0
