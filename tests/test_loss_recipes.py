@@ -21,12 +21,16 @@ def _train_column(run_dir, key: str) -> list[float]:
     return [float(r[key]) for r in rows if r.get(key)]
 
 
-@pytest.mark.parametrize(("recipe", "own_log"), [("focal_vqa", "train/ce"),
-                                                 ("kd_vqa", "train/distill")])
-def test_recipe_trains_end_to_end(recipe, own_log, tmp_path):
+# kd_vqa's shipped teacher is the full sft_vqa model, trained on first use (~8 min): here the
+# random wider twin stands in; test_kd_default_teacher_is_the_sft_stage checks the default.
+@pytest.mark.parametrize(("recipe", "own_log", "extra"), [
+    ("focal_vqa", "train/ce", []),
+    ("kd_vqa", "train/distill", ["teacher=tiny_qwen2_5_vl"]),
+])
+def test_recipe_trains_end_to_end(recipe, own_log, extra, tmp_path):
     from vlmtrain.models.tiny import build_tiny_qwen2_5_vl
 
-    result = run_vlmtrain(f"+recipe={recipe}", f"hydra.run.dir={tmp_path}", *SHORT)
+    result = run_vlmtrain(f"+recipe={recipe}", f"hydra.run.dir={tmp_path}", *SHORT, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "run finished" in result.stdout and "val/exact_match" in result.stdout
 
@@ -46,5 +50,24 @@ def test_recipe_trains_end_to_end(recipe, own_log, tmp_path):
         assert len(values) == STEPS, (key, len(values))
         first, last = sum(values[:5]) / 5, sum(values[-5:]) / 5
         assert last < 0.8 * first, (key, first, last)
-    # the shipped teacher is random, so its divergence need not fall; it is logged every step
+    # the stand-in teacher is random, so its divergence need not fall; it is logged every step
     assert len(_train_column(tmp_path, own_log)) == STEPS
+
+
+@pytest.mark.parametrize(("model", "family"), [("tiny_qwen2_5_vl", "Qwen2_5_VL"),
+                                               ("tiny_paligemma", "PaliGemma")])
+def test_kd_default_teacher_is_the_sft_stage(model, family):
+    """As shipped, kd_vqa distils the same tiny model after the full sft_vqa (a cached stage)."""
+    from hydra import compose, initialize_config_dir
+
+    from vlmtrain.__main__ import register_recipes
+    from vlmtrain.paths import config_dir
+
+    register_recipes()
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=["+recipe=kd_vqa", f"model={model}", "seed=3"])
+    stage = cfg.teacher.name_or_path
+    assert stage._target_ == "vlmtrain.models.stages.trained_by_recipe"
+    assert (stage.recipe, stage.model, list(stage.overrides)) == ("sft_vqa", model, ["seed=3"])
+    assert cfg.teacher.family._target_.endswith(family)
+    assert cfg.trainer.max_steps == 1100 and cfg.loss._target_.endswith("DistillationLoss")

@@ -31,15 +31,16 @@ def test_recipes_exist():
 
 
 def _untrained_start(cfg) -> None:
-    """A start model made by another recipe (minutes of training on first use) is replaced by
-    its untrained architecture; tests/test_dpo_recipe.py runs such a stage for real."""
-    node = cfg.model.name_or_path
-    if not str(node.get("_target_", "")).endswith("stages.trained_by_recipe"):
-        return
-    with open_dict(cfg):
-        node._target_ = f"vlmtrain.models.tiny.build_{node.model}"
-        for key in ("recipe", "model", "overrides"):
-            del node[key]
+    """A start model or teacher made by another recipe (minutes of training on first use) is
+    replaced by its untrained architecture; tests/test_dpo_recipe.py runs such a stage for real."""
+    for part in ("model", "teacher"):
+        node = (cfg.get(part) or {}).get("name_or_path")
+        if node is None or not str(node.get("_target_", "")).endswith("stages.trained_by_recipe"):
+            continue
+        with open_dict(cfg):
+            node._target_ = f"vlmtrain.models.tiny.build_{node.model}"
+            for key in ("recipe", "model", "overrides"):
+                del node[key]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -61,8 +62,10 @@ def test_recipe_composes_and_instantiates(recipe):
     # the module's optimizer is a partial that builds on the module's own param groups
     module.trainer = trainer  # noqa: not attached; estimated steps come from max_steps
     groups = module._param_groups()
-    assert sum(len(g["params"]) for g in groups) == sum(
-        1 for p in vlm.model.parameters() if p.requires_grad)
+    # every trainable tensor of the model, and of the loss (InfoNCE's heads), exactly once
+    trainable = [p for p in (*vlm.model.parameters(), *module.loss_fn.parameters())
+                 if p.requires_grad]
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(id(p) for p in trainable)
 
 
 def test_recipe_yaml_lists_only_overrides():
