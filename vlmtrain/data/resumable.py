@@ -11,9 +11,9 @@ Under DDP each rank takes every ``W``-th index of that one order (rank ``r``: ``
 so the ``W`` per-rank batches of a step are exactly the global batch one process with batch
 ``B W`` would draw, and a resume skips ``batches * B * W`` indices of it. The sampler is a
 ``DistributedSampler`` so that Lightning does not wrap it in its ``DistributedSamplerWrapper``:
-that wrapper reshuffles the indices with its own seed (another order than one process's),
-never forwards ``set_epoch`` to the inner sampler, and breaks on an iteration that starts
-part-way (it indexes a list shorter than the length it reports).
+that wrapper reshuffles the indices with its own seed (another order than one process's) and
+breaks on an iteration that starts part-way (it indexes a list shorter than the length it
+reports: ``IndexError`` on a mid-epoch resume).
 
 Wiring (in the datamodule; Lightning saves a ``LightningDataModule``'s ``state_dict()`` in every
 checkpoint and hands it back to ``load_state_dict()`` before the train loader is built)::
@@ -25,7 +25,9 @@ checkpoint and hands it back to ``load_state_dict()`` before the train loader is
         self._resume_position = state
 
     def train_dataloader(self):
-        sampler = ResumableSampler(self.train_set, shuffle=self.shuffle)
+        sampler = ResumableSampler(self.train_set, shuffle=self.shuffle,
+                                   num_replicas=self.trainer.world_size,
+                                   rank=self.trainer.global_rank)
         sampler.resume(self._resume_position, self.batch_size)
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler,
                           drop_last=True, ...)
