@@ -65,3 +65,29 @@ def test_length_grouping_cuts_padding_and_keeps_every_sample_once():
     assert out[-2:] == sorted(range(40, N), key=lambda j: -LENGTHS[j])[-2:]
     for start in range(0, N - 2, 4):  # every full batch comes from one megabatch
         assert len({i // 8 for i in out[start:start + 4]}) == 1
+
+
+def test_validation_is_split_over_ranks_without_repeats(tiny_qwen):
+    from types import SimpleNamespace
+
+    from vlmtrain.data.datamodule import VLMDataModule
+    from vlmtrain.data.shapes import ShapesDataset
+    from vlmtrain.errors import VLMTrainError
+
+    def loaders(val_size: int):
+        out = []
+        for rank in range(W):
+            dm = VLMDataModule(ShapesDataset("vqa", "train", size=8, image_size=48),
+                               ShapesDataset("vqa", "val", size=val_size, image_size=48),
+                               processor=tiny_qwen.processor, family=tiny_qwen.family)
+            dm.trainer = SimpleNamespace(world_size=W, global_rank=rank,
+                                         accumulate_grad_batches=1)
+            out.append(dm)
+        return out
+
+    shards = [list(dm.val_dataloader().sampler) for dm in loaders(7)]
+    assert sorted(shards[0] + shards[1]) == list(range(7))  # 4 + 3, none twice
+    train = [list(dm.train_dataloader().sampler) for dm in loaders(7)]
+    assert set(train[0]).isdisjoint(train[1]) and len(train[0]) == len(train[1]) == 4
+    with pytest.raises(VLMTrainError, match="the validation set has 1 samples for 2 ranks"):
+        loaders(1)[0].val_dataloader()

@@ -162,6 +162,10 @@ class VLMDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         sampler = None
         if trainer is not None and trainer.world_size > 1:
+            if len(self.val_set) < trainer.world_size:  # a rank without a batch would hang
+                raise VLMTrainError(   # in DDP's first forward, which all ranks must join
+                    f"the validation set has {len(self.val_set)} samples for "
+                    f"{trainer.world_size} ranks: give it at least one sample per rank")
             sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=trainer.world_size,
                                                    rank=trainer.global_rank, shuffle=False)
         return DataLoader(
