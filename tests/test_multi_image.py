@@ -117,7 +117,8 @@ def test_a_dataset_pixel_budget_sets_its_qwen_image_tokens(tiny_qwen):
     small, large = PixelBudget(data, max_pixels=32 * 32), PixelBudget(data, max_pixels=96 * 96)
     # the run-wide bounds of the processor (model.processor_kwargs) wide enough for both
     processor = AutoProcessor.from_pretrained(build_tiny_qwen2_5_vl(image_size=48),
-                                              min_pixels=16 * 16, max_pixels=256 * 256)
+                                              size={"shortest_edge": 16 * 16,
+                                                    "longest_edge": 256 * 256})
     collate = VLMCollator(processor, tiny_qwen.family, 512)
     grids = [collate([budget[0]])["inputs"]["image_grid_thw"] for budget in (small, large)]
     assert grids[0].shape[0] == grids[1].shape[0] == 2  # both images of the sample, resized
