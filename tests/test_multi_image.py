@@ -26,7 +26,8 @@ def _image_token_id(vlm) -> int:
 
 
 def _end_of_turn(vlm) -> str:
-    return "<|im_end|>" if "Qwen" in type(vlm.processor).__name__ else vlm.processor.tokenizer.eos_token
+    qwen = "Qwen" in type(vlm.processor).__name__
+    return "<|im_end|>" if qwen else vlm.processor.tokenizer.eos_token
 
 
 def _batch():
@@ -46,7 +47,8 @@ def test_image_tokens_per_image_and_only_answers_learned(tiny_vlm):
     image_id = _image_token_id(tiny_vlm)
     per_image = int((ids[2] == image_id).sum())  # the one-image sample
     assert per_image > 0
-    assert [int((row == image_id).sum()) for row in ids] == [2 * per_image, 2 * per_image, per_image]
+    counts = [int((row == image_id).sum()) for row in ids]
+    assert counts == [2 * per_image, 2 * per_image, per_image]
     assert bool((labels[ids == image_id] == -100).all())
     tok = tiny_vlm.processor.tokenizer
     for i, sample in enumerate(samples):
@@ -64,7 +66,8 @@ def test_qwen_interleaves_images_at_their_placeholders(tiny_qwen):
     tok = tiny_qwen.processor.tokenizer
     row = batch["inputs"]["input_ids"][0][batch["inputs"]["attention_mask"][0].bool()]
     text = tok.decode(row)
-    image = "<|vision_start|>" + "<|image_pad|>" * int((row == _image_token_id(tiny_qwen)).sum() // 2)
+    per_image = int((row == _image_token_id(tiny_qwen)).sum() // 2)
+    image = "<|vision_start|>" + "<|image_pad|>" * per_image
     compact = text.replace(" ", "")  # the tiny tokenizer decodes with spaces between tokens
     assert f"Istheshapein{image}<|vision_end|>thecolouroftheonein{image}<|vision_end|>?" in compact
     unmarked = tok.decode(batch["inputs"]["input_ids"][1])  # no placeholder: images first
@@ -101,8 +104,9 @@ def test_several_images_train_and_generate(tiny_vlm):
 def test_placeholders_that_disagree_with_the_images_are_a_bad_record(tiny_vlm, prompt):
     good = _batch()[0]
     bad = dataclasses.replace(good, id="mismatch", prompt=prompt)
-    with pytest.raises(VLMTrainError, match=r"sample mismatch has \d <image> placeholder\(s\) in its "
-                                        r"prompt for 2 image\(s\); mark each image once"):
+    expected = (r"sample mismatch has \d <image> placeholder\(s\) in its prompt for 2 "
+                r"image\(s\); mark each image once")
+    with pytest.raises(VLMTrainError, match=expected):
         VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256)([good, bad])
     skip = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256, on_bad_sample="skip")
     assert skip([good, bad])["meta"]["ids"] == ["two"] and skip.skipped == 1

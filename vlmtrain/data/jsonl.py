@@ -10,9 +10,10 @@ Record fields (one JSON object per line)::
 ``image`` (or an ``images`` list) is resolved against ``image_root`` (default: the file's
 folder); several ``images`` make one sample, placed where the prompt's ``<image>``
 placeholders are (one per image) or, without placeholders, all before the text. ``question``
-is accepted for ``prompt``; a preference record may name its chosen answer ``answer``. The target is ``answer``, else the most common of ``answers``
-(first listed on a tie); ``answers`` are the references. With one image the prompt may hold
-one ``<image>`` placeholder (removed: the image always comes first).
+is accepted for ``prompt``; a preference record may name its chosen answer ``answer``. The
+target is ``answer``, else the most common of ``answers`` (first listed on a tie);
+``answers`` are the references. With one image the prompt may hold one ``<image>``
+placeholder (removed: the image always comes first).
 
 The whole file is checked when the dataset is built -- UTF-8, JSON, fields and types, unique
 ids, that every image file exists -- so under ``on_bad_sample=error`` a bad record stops the

@@ -1,9 +1,9 @@
 """Batches of samples of similar length: less padding, the same samples per epoch.
 
 A batch is padded to its longest row: a 20-token answer batched with a 200-token one costs 180
-tokens of padding, computed and thrown away. Sorting the whole epoch by length would remove all padding
-but make every batch a block of one length class (long batches in a row: memory spikes, and a
-gradient that drifts with length). As in Hugging Face's ``LengthGroupedSampler`` (from
+tokens of padding, computed and thrown away. Sorting the whole epoch by length would remove all
+padding but make every batch a block of one length class (long batches in a row: memory
+spikes, and a gradient that drifts with length). As in Hugging Face's ``LengthGroupedSampler`` (from
 fairseq's bucketing), the shuffled order is cut into *megabatches* of ``megabatches`` batches,
 sorted by length inside each, cut into batches, and the batches shuffled: each batch holds
 similar lengths and the epoch still mixes them.
