@@ -125,3 +125,24 @@ def test_empty_answer_names_the_sample(tiny_vlm):
     collator = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256, on_bad_sample="skip")
     batch = collator(samples)
     assert collator.skipped == 1 and batch["inputs"]["input_ids"].shape[0] == 2
+
+
+@pytest.mark.parametrize("image", ["empty", "second_of_two_empty", "not_rgb"])
+def test_zero_size_or_unconverted_image_names_the_sample(tiny_vlm, image):
+    # decoders never yield these from files (a 0 x 0 PNG does not decode): a dataset of one's
+    # own, or an HF column, can
+    from PIL import Image
+
+    samples = _samples(2)
+    good = samples[0].image
+    bad = {"empty": Image.new("RGB", (0, 0)),
+           "second_of_two_empty": (good, Image.new("RGB", (5, 0))),
+           "not_rgb": Image.new("I;16", (4, 4))}[image]
+    samples[1] = dataclasses.replace(samples[1], image=bad)
+    expected = {"empty": r"has an image of empty size \(0, 0\)",
+                "second_of_two_empty": r"has image 2 of empty size \(5, 0\)",
+                "not_rgb": r"has an image in mode 'I;16'"}[image]
+    with pytest.raises(VLMTrainError, match=f"sample {samples[1].id} {expected}"):
+        VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256)(samples)
+    collator = VLMCollator(tiny_vlm.processor, tiny_vlm.family, 256, on_bad_sample="skip")
+    assert collator(samples)["meta"]["ids"] == [samples[0].id] and collator.skipped == 1

@@ -85,7 +85,7 @@ def test_fsdp_trainer_needs_cuda():
 def test_deepspeed_configs(name, stage):
     cfg = _compose(f"trainer={name}")
     node = cfg.trainer.strategy
-    assert node._target_ == "lightning.pytorch.strategies.DeepSpeedStrategy"
+    assert node._target_ == "vlmtrain.distributed.DeepSpeedStrategy"
     assert node.stage == stage and cfg.trainer.precision == "bf16-mixed"
     if not _installed("deepspeed"):
         pytest.skip("deepspeed is not installed (optional: pip install deepspeed); the strategy "

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vlmtrain.data.records import images_of
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.reference import LiveReference
 
@@ -165,9 +166,13 @@ def _data_hash(datamodule: Any) -> str:
         h.update(stage.encode())
         for i in range(len(dataset) if dataset is not None else 0):
             s = dataset[i]
-            h.update(json.dumps([s.id, s.prompt, s.target, s.rejected, s.image.mode,
-                                 s.image.size]).encode())
-            h.update(s.image.tobytes())
+            images = images_of(s)
+            # one image hashes as before several were possible: existing caches stay valid
+            shape = ([images[0].mode, images[0].size] if len(images) == 1
+                     else [[im.mode, im.size] for im in images])
+            h.update(json.dumps([s.id, s.prompt, s.target, s.rejected, *shape]).encode())
+            for image in images:
+                h.update(image.tobytes())
     return h.hexdigest()
 
 

@@ -97,6 +97,8 @@ def write_llava(root: Path) -> dict[str, str]:
         {"id": "text-only", "conversations": _turns("Hello?", "Hi.")},
         {"id": "two-images", "image": ["coco/a.jpg", "coco/a.jpg"],
          "conversations": _turns("<image><image>Same?", "Yes.")},
+        {"id": "two-images-one-mark", "image": ["coco/a.jpg", "coco/a.jpg"],
+         "conversations": _turns("Is <image> the same?", "Yes.")},
         {"id": "no-placeholder", "image": "coco/a.jpg", "conversations": _turns("What?", "A.")},
         {"id": "two-placeholders", "image": "coco/a.jpg",
          "conversations": _turns("<image> What? <image>", "A.")},
@@ -118,9 +120,9 @@ BAD = {
              "missing_field": 1},
     "vqav2": {"missing_field": 1, "missing_image": 1, "wrong_type": 1},
     "docvqa": {"missing_field": 1, "missing_image": 1},
-    "llava": {"missing_field": 1, "several_images": 1, "image_placeholders": 2,
+    "llava": {"missing_field": 1, "image_placeholders": 3,
               "bad_conversation": 2, "empty_text": 1, "duplicate_id": 1},
 }
 GOOD = {"coco": ["1", "2"], "vqav2": ["10", "11", "20"], "docvqa": ["49153", "49154"],
-        "llava": ["multi", "mid"]}
+        "llava": ["multi", "mid", "two-images"]}
 WRITERS = {"coco": write_coco, "vqav2": write_vqav2, "docvqa": write_docvqa, "llava": write_llava}

@@ -135,7 +135,9 @@ def test_preference_records(corpus):
         _line(id="p2", image="rgb.png", prompt="How many?", chosen="Two", rejected="two "),
         _line(id="p3", image="rgb.png", prompt="How many?", answer="one", rejected="four"),
         _line(id="p4", image="rgb.png", prompt="How many?", chosen="one"),
-        _line(id="p5", images=["rgb.png", "rgb.png"], prompt="Same?", chosen="y", rejected="n"),
+        _line(id="p5", images=["rgb.png", "cmyk.jpg"], prompt="Same?", chosen="y", rejected="n"),
+        _line(id="p6", images=["rgb.png", "rgb.png"], prompt="<image> same?", chosen="y",
+              rejected="n"),
     ])
     data = jsonl_dataset(str(file), task="preference", on_bad_sample="skip")
     first, third = data[0], data[1]
@@ -144,7 +146,9 @@ def test_preference_records(corpus):
     assert (third.id, third.target, third.rejected) == ("p3", "one", "four")
     assert skip_counts(data) == {"data/skipped/chosen_equals_rejected": 1,
                                  "data/skipped/missing_field": 1,
-                                 "data/skipped/several_images": 1}
+                                 "data/skipped/image_placeholders": 1}
+    two = data[2]  # several images: one sample, in the order listed
+    assert two.id == "p5" and [im.size for im in two.image] == [(8, 6), (8, 8)]
     with pytest.raises(VLMTrainError, match=rf"{file}:2: sample p2 has rejected == chosen"):
         jsonl_dataset(str(file), task="preference")
 

@@ -12,6 +12,7 @@ from vlmtrain.data.bad_records import skip_counts
 from vlmtrain.data.coco import coco_captions
 from vlmtrain.data.docvqa import docvqa
 from vlmtrain.data.llava import llava_conversations
+from vlmtrain.data.records import images_of
 from vlmtrain.data.vqav2 import vqav2
 from vlmtrain.errors import VLMTrainError
 
@@ -39,7 +40,8 @@ def test_skip_counts_per_reason_and_keeps_the_good(fmt):
     assert skip_counts(data) == {f"data/skipped/{r}": n for r, n in BAD[name].items()}
     samples = [data[i] for i in range(len(data))]
     assert [s.id for s in samples] == GOOD[name]
-    assert all(s.image.mode == "RGB" and s.image.size == (8, 8) for s in samples)
+    images = [im for s in samples for im in images_of(s)]
+    assert all(im.mode == "RGB" and im.size == (8, 8) for im in images)
 
 
 def test_error_names_file_index_and_fix(fmt):
@@ -113,12 +115,21 @@ def test_llava_turns_and_placeholders(tmp_path):
                                                        ())
 
 
-def test_llava_several_images_error_names_the_record(tmp_path):
+def test_llava_several_images_go_where_the_first_question_marks_them(tmp_path):
+    data = llava_conversations(**WRITERS["llava"](tmp_path), on_bad_sample="skip")
+    two = data[2]
+    assert two.id == "two-images" and len(two.image) == 2
+    assert all(im.mode == "RGB" for im in two.image)
+    assert two.prompt == "<image><image>Same?"  # the placeholders place the images
+
+
+def test_llava_images_and_placeholders_that_disagree_name_the_record(tmp_path):
     files = WRITERS["llava"](tmp_path)
     records = json.loads((tmp_path / "llava.json").read_text())
-    (tmp_path / "llava.json").write_text(json.dumps([records[0], records[3]]))
-    with pytest.raises(VLMTrainError, match=r"llava.json\[1\]: record two-images has 2 images; "
-                                            "a sample holds exactly one image today"):
+    (tmp_path / "llava.json").write_text(json.dumps([records[0], records[4]]))
+    with pytest.raises(VLMTrainError, match=r"llava.json\[1\]: record two-images-one-mark has 2 "
+                                            r"images and 1 <image> placeholder\(s\) in its first "
+                                            "question"):
         llava_conversations(**files)
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from vlmtrain.data.bad_records import BadRecord, BadRecordPolicy
-from vlmtrain.data.records import Sample, check_sample
+from vlmtrain.data.records import Sample, check_sample, images_of
 from vlmtrain.errors import VLMTrainError
 from vlmtrain.models.families import Family
 
@@ -119,8 +119,9 @@ class VLMCollator:
         return True
 
     def _encode_prompts(self, samples: Sequence[Sample]) -> Any:
-        texts = [self.family.prompt_text(self.processor, s.prompt) for s in samples]
-        images = [s.image for s in samples]
+        images = [images_of(s) for s in samples]  # one list per sample, even of one image
+        texts = [self.family.prompt_text(self.processor, s.prompt, len(im))
+                 for s, im in zip(samples, images)]
         return self.processor(text=texts, images=images, padding=True, return_tensors="pt")
 
     def _drop_too_long(self, samples: Sequence[Sample], bad: list[int], lens: list[int]) -> list:

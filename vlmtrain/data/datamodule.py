@@ -6,9 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from vlmtrain.data.collate import VLMCollator
+from vlmtrain.data.length_grouping import sample_lengths
 from vlmtrain.data.resumable import ResumableSampler, data_position
 from vlmtrain.data.window import AccumulationWindowLoader
 from vlmtrain.errors import VLMTrainError
@@ -42,6 +44,14 @@ class VLMDataModule(L.LightningDataModule):
             on_bad_sample, with_generation)`` -- :class:`VLMCollator` (one row per sample,
             the default) or :class:`~vlmtrain.data.preference.PreferenceCollator` (pairs). Its
             ``layout`` must be the one the loss reads (checked at start-up).
+        group_by_length: form training batches of samples of similar text length (less
+            padding; :mod:`vlmtrain.data.length_grouping`), still one order per (seed, epoch),
+            resumable and split over DDP ranks.
+
+    Under DDP (``trainer.world_size > 1``) the training sampler splits each epoch's one order
+    over the ranks itself (:class:`~vlmtrain.data.resumable.ResumableSampler`), and validation
+    is split without repeats (Lightning's default sampler pads the last ranks with copies of
+    the first samples, which metrics gathered over ranks would then count twice).
     """
 
     def __init__(
@@ -57,6 +67,7 @@ class VLMDataModule(L.LightningDataModule):
         on_bad_sample: str = "error",
         shuffle: bool = True,
         collator: Callable[..., Any] | None = None,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         if processor is None or family is None:
@@ -68,6 +79,8 @@ class VLMDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.shuffle = shuffle
+        self.group_by_length = group_by_length
+        self._lengths: list[int] | None = None
         make = collator or VLMCollator
         self.train_collator = make(processor=processor, family=family, max_length=max_length,
                                    on_bad_sample=on_bad_sample, with_generation=False)
@@ -141,8 +154,12 @@ class VLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        if self.group_by_length and self._lengths is None:
+            self._lengths = sample_lengths(self.train_set, self.train_collator.processor.tokenizer)
         # the epoch's order is a function of (seed, epoch), so a resumed run continues it
-        sampler = ResumableSampler(self.train_set, shuffle=self.shuffle)
+        sampler = ResumableSampler(self.train_set, shuffle=self.shuffle, num_replicas=world,
+                                   rank=rank, lengths=self._lengths, batch_size=self.batch_size)
         sampler.resume(getattr(self, "_resume_position", None), self.batch_size)
         return AccumulationWindowLoader(
             self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True,
@@ -155,8 +172,17 @@ class VLMDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
+        trainer = getattr(self, "trainer", None)
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            if len(self.val_set) < trainer.world_size:  # a rank without a batch would hang
+                raise VLMTrainError(   # in DDP's first forward, which all ranks must join
+                    f"the validation set has {len(self.val_set)} samples for "
+                    f"{trainer.world_size} ranks: give it at least one sample per rank")
+            sampler = UnrepeatedDistributedSampler(self.val_set, num_replicas=trainer.world_size,
+                                                   rank=trainer.global_rank, shuffle=False)
         return DataLoader(
-            self.val_set, batch_size=self.eval_batch_size, shuffle=False,
+            self.val_set, batch_size=self.eval_batch_size, sampler=sampler,
             collate_fn=self.val_collator, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -7,10 +7,12 @@ Record fields (one JSON object per line)::
     {"id": "p1", "image": "imgs/2.png", "prompt": "How many cats?",
      "chosen": "two", "rejected": "three"}         # task=preference (RLAIF-V style)
 
-``image`` (or a one-item ``images`` list) is resolved against ``image_root`` (default: the
-file's folder); ``question`` is accepted for ``prompt``; a preference record may name its
-chosen answer ``answer``. The target is ``answer``, else the most common of ``answers``
-(first listed on a tie); ``answers`` are the references. A prompt may hold one ``<image>``
+``image`` (or an ``images`` list) is resolved against ``image_root`` (default: the file's
+folder); several ``images`` make one sample, placed where the prompt's ``<image>``
+placeholders are (one per image) or, without placeholders, all before the text. ``question``
+is accepted for ``prompt``; a preference record may name its chosen answer ``answer``. The
+target is ``answer``, else the most common of ``answers`` (first listed on a tie);
+``answers`` are the references. With one image the prompt may hold one ``<image>``
 placeholder (removed: the image always comes first).
 
 The whole file is checked when the dataset is built -- UTF-8, JSON, fields and types, unique
@@ -85,14 +87,23 @@ def _parse(line: bytes, lineno: int) -> dict:
 
 def _record(raw: dict, task: str, root: Path, where: str) -> Record:
     rid = record_id(raw, "id", default=f"line{where[1:]}")
-    image = image_path(one_image(raw, rid), root, rid)
     prompt_key = "prompt" if "prompt" in raw or "question" not in raw else "question"
     prompt = "" if prompt_key not in raw and task in _PROMPT_OPTIONAL else text(raw, prompt_key,
                                                                                  rid)
-    prompt, placeholders = strip_placeholders(prompt)
-    if placeholders > 1:
-        raise BadRecord("image_placeholders", f"record {rid}: the prompt has {placeholders} "
-                        "<image> placeholders for one image; keep one (or none)")
+    several = raw.get("images") if isinstance(raw.get("images"), list) else []
+    if len(several) > 1 and "image" not in raw:
+        image = tuple(image_path(v, root, rid, "images") for v in several)
+        marks = prompt.count("<image>")
+        if marks not in (0, len(image)):
+            raise BadRecord("image_placeholders", f"record {rid}: the prompt has {marks} <image> "
+                            f"placeholders for {len(image)} images; mark each image once (or "
+                            "none: all images first)")
+    else:
+        image = image_path(one_image(raw, rid), root, rid)
+        prompt, placeholders = strip_placeholders(prompt)
+        if placeholders > 1:
+            raise BadRecord("image_placeholders", f"record {rid}: the prompt has {placeholders} "
+                            "<image> placeholders for one image; keep one (or none)")
     rejected = text(raw, "rejected", rid) if "rejected" in raw or task == "preference" else None
     if task == "preference":
         target = text(raw, "chosen" if "chosen" in raw or "answer" not in raw else "answer", rid)

@@ -11,15 +11,17 @@ A record, as in LLaVA's ``llava_v1_5_mix665k.json`` or ShareGPT4V::
 The first question and answer become ``prompt`` / ``target`` (what generation and metrics
 see), later pairs ``Sample.followups`` (trained on, as the collator lays them out). Roles:
 ``human`` / ``user`` ask, ``gpt`` / ``assistant`` answer, strictly alternating, question first.
-``<image>`` placeholders are removed: vlmtrain puts the image before the first question, as
-LLaVA's own preprocessing moves it.
+With one image the ``<image>`` placeholder is removed: vlmtrain puts the image before the first
+question, as LLaVA's own preprocessing moves it. Several images (LLaVA-Interleave, M4-Instruct:
+``"image": ["a.jpg", "b.jpg"]``) are placed where the first question's placeholders are, one
+placeholder per image, in order (Qwen2.5-VL interleaves them with the text; PaliGemma reads
+them all first).
 
 Bad records (counted under ``skip``): no image (text-only conversations: a sample needs one),
-several images (``several_images``), a placeholder count other than one for the one image
-(``image_placeholders``), turns that do not alternate or a system turn (``bad_conversation``).
-Several images are rejected rather than cut to the first: their questions refer to the others
-("compare the two pictures"), and training on an answer about an image the model never sees
-teaches it to make things up.
+placeholders that do not match the images (``image_placeholders``: one image marked other than
+once; several images not each marked once in the first question -- an image the questions
+never point at, or one a later turn would introduce, would be trained on in the wrong place),
+turns that do not alternate or a system turn (``bad_conversation``).
 """
 
 from __future__ import annotations
@@ -67,30 +69,39 @@ def _record(entry: object, root: Path, task: str, where: str) -> Record:
     if not isinstance(entry, Mapping):
         raise BadRecord("wrong_type", f"a record is a {type(entry).__name__}, not an object")
     rid = record_id(entry, "id")
-    image = _image(entry, rid)
+    images = _images(entry, rid)
     turns = _turns(entry, rid)
-    placeholders = sum(n for _, n in turns)
-    if placeholders != 1:
-        raise BadRecord("image_placeholders", f"record {rid} has {placeholders} <image> "
-                        "placeholders for its one image; mark the image once, in a question")
     texts = [t for t, _ in turns]
     followups = tuple(zip(texts[2::2], texts[3::2]))
-    return Record(id=rid, image=image_path(image, root, rid), prompt=texts[0], target=texts[1],
-                  references=(texts[1],), task=task, where=where, followups=followups)
+    counts = [n for _, n in turns]
+    if len(images) == 1:
+        if sum(counts) != 1:
+            raise BadRecord("image_placeholders", f"record {rid} has {sum(counts)} <image> "
+                            "placeholders for its one image; mark the image once, in a question")
+        return Record(id=rid, image=image_path(images[0], root, rid), prompt=texts[0],
+                      target=texts[1], references=(texts[1],), task=task, where=where,
+                      followups=followups)
+    if counts[0] != len(images) or sum(counts[1:]):
+        raise BadRecord("image_placeholders", f"record {rid} has {len(images)} images and "
+                        f"{counts[0]} <image> placeholder(s) in its first question "
+                        f"({sum(counts[1:])} in later turns); mark each image once, in order, "
+                        "in the first question")
+    prompt = text(entry["conversations"][0], "value", rid).strip()  # placeholders kept
+    return Record(id=rid, image=tuple(image_path(i, root, rid) for i in images), prompt=prompt,
+                  target=texts[1], references=(texts[1],), task=task, where=where,
+                  followups=followups)
 
 
-def _image(entry: Mapping, rid: str) -> object:
+def _images(entry: Mapping, rid: str) -> list:
     if "image" not in entry:
         raise BadRecord("missing_field", f"record {rid} has no 'image' (a text-only "
                         "conversation); a sample needs one image: drop text-only records")
     image = entry["image"]
-    if isinstance(image, list):
-        if len(image) != 1:
-            raise BadRecord("several_images" if image else "missing_field",
-                            f"record {rid} has {len(image)} images; a sample holds exactly one "
-                            "image today: split the record or drop it")
-        image = image[0]
-    return image
+    images = image if isinstance(image, list) else [image]
+    if not images:
+        raise BadRecord("missing_field", f"record {rid} has an empty 'image' list; give at "
+                        "least one image path")
+    return images
 
 
 def _turns(entry: Mapping, rid: str) -> list[tuple[str, int]]:

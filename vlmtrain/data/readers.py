@@ -43,14 +43,15 @@ class Record:
     """A checked record: a :class:`Sample` without its pixels.
 
     Attributes:
-        image: path of the image file, or the row of the dataset's image column (``int``).
+        image: path of the image file, or the row of the dataset's image column (``int``); a
+            tuple of paths for a sample with several images.
         where: where the record is, appended to the source file's name in messages:
             ``":12"`` (line 12) or ``"[12]"`` (item 12).
         Others: as :class:`~vlmtrain.data.records.Sample`.
     """
 
     id: str
-    image: str | int
+    image: str | int | tuple[str, ...]
     prompt: str
     target: str
     references: tuple[str, ...]
@@ -60,7 +61,7 @@ class Record:
     followups: tuple[tuple[str, str], ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
 
-    def sample(self, image: Image.Image, target: str | None = None,
+    def sample(self, image: Image.Image | tuple[Image.Image, ...], target: str | None = None,
                where: str | None = None) -> Sample:
         """The sample; ``where`` (file and line) goes into ``meta["where"]`` for collators'
         messages about it (a prompt too long for ``max_length`` ...)."""
@@ -96,11 +97,13 @@ class RecordChecker:
         if first is not None:
             raise BadRecord("duplicate_id", f"record {record.id}: this id is already used at "
                             f"{self.source}{first}; give every record a unique id")
-        check_sample(record.sample(_BLANK))
-        if isinstance(record.image, str) and not Path(record.image).is_file():
-            raise ImageNotFoundError(
-                "missing_image", f"record {record.id}: image file '{record.image}' does not "
-                "exist; fix the path in the record or the image folder of the data config")
+        several = isinstance(record.image, tuple)
+        check_sample(record.sample((_BLANK,) * len(record.image) if several else _BLANK))
+        for path in record.image if several else (record.image,):
+            if isinstance(path, str) and not Path(path).is_file():
+                raise ImageNotFoundError(
+                    "missing_image", f"record {record.id}: image file '{path}' does not "
+                    "exist; fix the path in the record or the image folder of the data config")
         self._seen[record.id] = record.where
         self.records.append(record)
 
@@ -162,9 +165,12 @@ class RecordDataset(Dataset):
     def __getitem__(self, index: int) -> Sample | None:
         """The sample, or ``None`` under ``skip`` when its image no longer decodes (counted)."""
         rec = self.record(index)
-        source = rec.image if isinstance(rec.image, str) else self.images(rec.image)
+        several = isinstance(rec.image, tuple)
         try:
-            image = decode_image(source, rec.id, self.source)
+            images = tuple(decode_image(ref if isinstance(ref, str) else self.images(ref), rec.id,
+                                        self.source)
+                           for ref in (rec.image if several else (rec.image,)))
+            image = images if several else images[0]
         except BadRecord as exc:
             self.policy.handle(exc, f"{self.source}{rec.where}")
             return None

@@ -17,22 +17,29 @@ from PIL import Image
 from vlmtrain.data.bad_records import BadRecord
 from vlmtrain.data.images import ImageNotFoundError, decode_image
 
-__all__ = ["TASKS", "BadRecord", "ImageNotFoundError", "Sample", "check_sample", "load_image"]
+__all__ = ["IMAGE_PLACEHOLDER", "TASKS", "BadRecord", "ImageNotFoundError", "Sample",
+           "check_sample", "images_of", "load_image"]
 
 TASKS = ("caption", "vqa", "doc", "preference", "pair")
 # Tasks whose prompt may be empty: the image alone is the input (captioning can still carry an
 # instruction, but contrastive pairs never do).
 _EMPTY_PROMPT_OK = ("caption", "pair")
+#: marks where an image goes in the prompt of a sample with several images
+IMAGE_PLACEHOLDER = "<image>"
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One image with its text, ready for a collator.
+    """One or several images with their text, ready for a collator.
 
     Attributes:
         id: Unique within a split and stable across runs, e.g. ``"vqa-val-000123"``.
-        image: RGB image.
-        prompt: User text without any image placeholder, e.g. ``"What colour is the circle?"``.
+        image: RGB image, or a tuple of RGB images (several images per sample).
+        prompt: User text, e.g. ``"What colour is the circle?"``. Without an ``<image>``
+            placeholder every image comes before the text; with placeholders (one per image,
+            e.g. ``"Is <image> the same scene as <image>?"``) each image goes where its
+            placeholder is, for families that interleave (Qwen2.5-VL; PaliGemma puts all of
+            them first, as its processor does).
         target: The training target (answer or caption).
         references: All references used by metrics: 5 captions, 10 VQA annotator answers, or the
             gold answers of a document question.
@@ -45,7 +52,7 @@ class Sample:
     """
 
     id: str
-    image: Image.Image
+    image: Image.Image | tuple[Image.Image, ...]
     prompt: str
     target: str
     references: tuple[str, ...]
@@ -53,6 +60,11 @@ class Sample:
     rejected: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     followups: tuple[tuple[str, str], ...] = ()
+
+
+def images_of(sample: Sample) -> list[Image.Image]:
+    """The sample's images as a list (one image or several)."""
+    return list(sample.image) if isinstance(sample.image, tuple) else [sample.image]
 
 
 def _fail(sample_id: object, problem: str, fix: str, reason: str) -> None:
@@ -82,15 +94,7 @@ def check_sample(sample: Sample) -> None:
     if sample.task not in TASKS:
         _fail(sid, f"has unknown task {short(sample.task)}", f"use one of {', '.join(TASKS)}",
               "invalid_value")
-    if not isinstance(sample.image, Image.Image):
-        _fail(sid, f"has an image of type {type(sample.image).__name__}",
-              "every sample needs a PIL.Image.Image", "bad_image")
-    if sample.image.mode != "RGB":
-        _fail(sid, f"has an image in mode {sample.image.mode!r}",
-              "convert it with vlmtrain.data.images.to_rgb in the reader", "bad_image")
-    if min(sample.image.size) < 1:
-        _fail(sid, f"has an empty image of size {sample.image.size}", "check the image file",
-              "bad_image")
+    _check_images(sample)
     if not isinstance(sample.prompt, str):
         _fail(sid, f"has a prompt of type {type(sample.prompt).__name__}", "the prompt must be str",
               "wrong_type")
@@ -112,7 +116,35 @@ def check_sample(sample: Sample) -> None:
               "empty_text" if all(isinstance(r, str) for r in bad) else "wrong_type")
     _check_rejected(sample)
     _check_followups(sample)
+    _check_placeholders(sample)
 
+
+def _check_images(sample: Sample) -> None:
+    sid = sample.id
+    images = images_of(sample)
+    if not images:
+        _fail(sid, "has an empty tuple of images", "every sample needs at least one image",
+              "missing_image")
+    for n, image in enumerate(images, start=1):
+        which = f"image {n}" if len(images) > 1 else "an image"
+        if not isinstance(image, Image.Image):
+            _fail(sid, f"has {which} of type {type(image).__name__}",
+                  "every sample needs PIL.Image.Image images", "bad_image")
+        if image.mode != "RGB":
+            _fail(sid, f"has {which} in mode {image.mode!r}",
+                  "convert it with vlmtrain.data.images.to_rgb in the reader", "bad_image")
+        if min(image.size) < 1:
+            _fail(sid, f"has {which} of empty size {image.size}", "check the image file",
+                  "bad_image")
+
+
+def _check_placeholders(sample: Sample) -> None:
+    count = sample.prompt.count(IMAGE_PLACEHOLDER)
+    images = len(images_of(sample))
+    if count and count != images:
+        _fail(sample.id, f"has {count} <image> placeholder(s) in its prompt for {images} "
+              "image(s)", "mark each image once, or none (then all images come first)",
+              "image_placeholders")
 
 def _check_followups(sample: Sample) -> None:
     turns = sample.followups

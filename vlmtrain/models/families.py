@@ -6,7 +6,10 @@ names. Each class is tiny and stateless; the collator and the module ask it ques
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
+
+from vlmtrain.data.records import IMAGE_PLACEHOLDER
 
 
 class Family(Protocol):
@@ -21,8 +24,14 @@ class Family(Protocol):
     #: extra integer inputs aligned with ``input_ids`` that the model needs (0 on prompt side)
     aligned_inputs: tuple[str, ...]
 
-    def prompt_text(self, processor: Any, prompt: str) -> str:
-        """The text (before image-token expansion) that precedes the answer."""
+    def prompt_text(self, processor: Any, prompt: str, images: int = 1) -> str:
+        """The text (before image-token expansion) that precedes the answer.
+
+        Args:
+            processor: the model's processor.
+            prompt: the user text; ``<image>`` placeholders, if any, mark where the images go.
+            images: how many images the sample has (all first when the prompt marks none).
+        """
 
     def answer_text(self, processor: Any, answer: str) -> str:
         """The answer followed by the end-of-turn marker the model must learn to emit."""
@@ -47,13 +56,11 @@ class Qwen2_5_VL:
     def __init__(self, system_prompt: str | None = None) -> None:
         self.system_prompt = system_prompt
 
-    def prompt_text(self, processor: Any, prompt: str) -> str:
+    def prompt_text(self, processor: Any, prompt: str, images: int = 1) -> str:
         messages: list[dict[str, Any]] = []
         if self.system_prompt is not None:
             messages.append({"role": "system", "content": self.system_prompt})
-        messages.append(
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
-        )
+        messages.append({"role": "user", "content": _interleaved(prompt, images)})
         return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def answer_text(self, processor: Any, answer: str) -> str:
@@ -81,9 +88,13 @@ class PaliGemma:
     # token_type_ids: 0 = prefix (bidirectional attention), 1 = suffix (causal, trained on)
     aligned_inputs = ("token_type_ids",)
 
-    def prompt_text(self, processor: Any, prompt: str) -> str:
-        # The processor expands one <image> into image_seq_length tokens and adds <bos> + "\n".
-        return processor.image_token + prompt
+    def prompt_text(self, processor: Any, prompt: str, images: int = 1) -> str:
+        # The processor expands each <image> into image_seq_length tokens and adds <bos> after
+        # the last one (+ "\n" at the end): PaliGemma reads every image before the text, so
+        # placeholders only count images here.
+        text = re.sub(r"\s*<image>\s*", " ", prompt).strip() if IMAGE_PLACEHOLDER in prompt \
+            else prompt
+        return processor.image_token * images + text
 
     def answer_text(self, processor: Any, answer: str) -> str:
         return answer + processor.tokenizer.eos_token
@@ -96,3 +107,16 @@ class PaliGemma:
 
     def answer_type_id(self, name: str) -> int:
         return 1
+
+
+def _interleaved(prompt: str, images: int) -> list[dict[str, str]]:
+    """Chat-message content: images where the prompt's placeholders are, else all first."""
+    if IMAGE_PLACEHOLDER not in prompt:
+        return [{"type": "image"}] * images + [{"type": "text", "text": prompt}]
+    content: list[dict[str, str]] = []
+    for n, piece in enumerate(prompt.split(IMAGE_PLACEHOLDER)):
+        if n:
+            content.append({"type": "image"})
+        if piece.strip():
+            content.append({"type": "text", "text": piece.strip()})
+    return content
