@@ -16,7 +16,7 @@ import torch
 
 from vlmtrain.data.bad_records import BadRecord, BadRecordPolicy
 from vlmtrain.data.collate import IMAGE_INPUTS
-from vlmtrain.data.records import Sample, check_sample
+from vlmtrain.data.records import Sample, check_sample, images_of
 
 
 class ImageTextCollator:
@@ -59,7 +59,8 @@ class ImageTextCollator:
         kept = [s for s in samples if s is not None and self._valid(s)]
         if not kept:  # every sample was bad and skipped: the step is skipped too
             return None
-        images = self.processor.image_processor([s.image for s in kept], return_tensors="pt")
+        images = self.processor.image_processor([images_of(s)[0] for s in kept],
+                                               return_tensors="pt")
         ids = self.processor.tokenizer([s.target for s in kept], add_special_tokens=False,
                                        truncation=True, max_length=self.max_length)["input_ids"]
         width = max(len(row) for row in ids)
@@ -83,6 +84,10 @@ class ImageTextCollator:
                 raise BadRecord("not_a_caption", (
                     f"sample {sample.id} is a preference pair, but image-text alignment reads "
                     "captions: use captioning data (e.g. data=shapes_image_text)"))
+            if len(images_of(sample)) != 1:
+                raise BadRecord("several_images", (
+                    f"sample {sample.id} has {len(images_of(sample))} images, but image-text "
+                    "alignment pairs one image with its caption: split the record per image"))
         except BadRecord as exc:
             self.policy.handle(exc, sample.meta.get("where", "data"))
             return False
