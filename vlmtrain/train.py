@@ -63,7 +63,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         print_summary(
             metrics=metrics,
-            checkpoints=checkpoint_report(trainer),
+            checkpoints=checkpoint_report(trainer) if fit else dict.fromkeys(
+                ("last", "best"), "none (evaluation only)"),
             hf_model=next((c.saved for c in callbacks if isinstance(c, SaveHFModel)), None),
             output_dir=cfg.paths.output_dir,
             loggers=trainer.loggers,

@@ -147,6 +147,30 @@ def test_metric_in_batches_equals_functional(clip_path, samples):
     assert metric.compute().keys() == {"clipscore"}
 
 
+def test_reference_features_are_encoded_once_across_evaluations(clip_path, samples,
+                                                                  monkeypatch):
+    """A validation split's references come back at every evaluation: the metric encodes them
+    once and later evaluations encode only the new candidates, with the same values."""
+    import vlmtrain.metrics.functional.clipscore as F
+
+    images, predictions, references = samples
+    expected = clip_score(images, predictions, references, model_name_or_path=clip_path,
+                          device="cpu")
+    encoded: list[str] = []
+    text_features = F.clip_text_features
+    monkeypatch.setattr(F, "clip_text_features", lambda m, p, texts, *a: (
+        encoded.extend(texts), text_features(m, p, texts, *a))[1])
+    metric = CLIPScore(model_name_or_path=clip_path)
+    for _ in range(2):  # two evaluations of the same split
+        metric.reset()
+        encoded.clear()
+        metric.update(predictions, references, images=images)
+        got = metric.compute()
+        for key, value in expected.items():
+            assert abs(float(got[key]) - value) < 1e-6
+    assert encoded == list(predictions)  # the second time: candidates only
+
+
 def test_errors(clip_path, samples):
     images, predictions, references = samples
     with pytest.raises(ValueError, match="2 images but 3 predictions"):

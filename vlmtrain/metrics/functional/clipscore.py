@@ -169,8 +169,16 @@ def clip_score_per_sample(
     prefix: str = PREFIX,
     w: float = W,
     batch_size: int = 64,
+    reference_cache: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """Per-sample CLIP-S and RefCLIP-S (None without references), float32 ``(N,)`` each."""
+    """Per-sample CLIP-S and RefCLIP-S (None without references), float32 ``(N,)`` each.
+
+    Args:
+        reference_cache: reference text -> its normalised features, filled as references are
+            encoded and read before encoding: a validation split's references are the same at
+            every evaluation, and with 5 per image they are 5/6 of the text encoder's work.
+            Only valid for one model and prefix (the metric class keeps one per instance).
+    """
     _check(images, predictions, references)
     image_feats = clip_image_features(model, processor, images, batch_size)
     cand_feats = clip_text_features(model, processor, predictions, prefix, batch_size)
@@ -178,9 +186,23 @@ def clip_score_per_sample(
     if references is None:
         return clip_s, None
     flat = [r for refs in references for r in refs]
-    ref_feats = clip_text_features(model, processor, flat, prefix, batch_size)
+    ref_feats = _cached_text_features(model, processor, flat, prefix, batch_size, reference_cache)
     counts = [len(refs) for refs in references]
     return clip_s, refclipscore_from_features(clip_s, cand_feats, ref_feats, counts)
+
+
+def _cached_text_features(model, processor, texts: Sequence[str], prefix: str, batch_size: int,
+                          cache: dict[str, Tensor] | None) -> Tensor:
+    """:func:`clip_text_features` of ``texts``, encoding only those not in ``cache`` (once)."""
+    import torch
+
+    if cache is None:
+        return clip_text_features(model, processor, texts, prefix, batch_size)
+    missing = list(dict.fromkeys(t for t in texts if t not in cache))
+    if missing:
+        cache.update(zip(missing, clip_text_features(model, processor, missing, prefix,
+                                                     batch_size)))
+    return torch.stack([cache[t] for t in texts])
 
 
 def _check(images, predictions, references) -> None:
