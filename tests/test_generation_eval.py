@@ -81,6 +81,36 @@ def test_grouped_metrics_hand_worked():
             _meta(["1"], [["red"]], ["colour"]), ["red"], feed)
 
 
+def _grouped_rank(rank: int, workdir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{workdir}/pg", rank=rank, world_size=2)
+    try:
+        grouped = GroupedMetrics({"squad": SquadMatch()}, "qtype")
+        feed = lambda m, p, r, images: m.update(p, r)  # noqa: E731
+        if rank == 0:  # colour: 1 of 2 right; rank 1 never sees a colour question
+            grouped.update(_meta(["1", "2"], [["red"], ["blue"]], ["colour", "colour"]),
+                           ["red", "green"], feed)
+        else:  # size: right; shape: wrong (rank 0 never sees either)
+            grouped.update(_meta(["3", "4"], [["large"], ["circle"]], ["size", "shape"]),
+                           ["large", "square"], feed)
+        values = {k: float(v) for k, v in grouped.compute().items() if k.startswith("exact")}
+        Path(workdir, f"rank{rank}.json").write_text(json.dumps(values))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_grouped_metrics_under_ddp_cover_groups_only_one_rank_saw(tmp_path):
+    import torch.multiprocessing as mp
+
+    # fork: the ranks inherit the imported modules (spawning re-imports torch for 20-40 s)
+    mp.start_processes(_grouped_rank, args=(str(tmp_path),), nprocs=2, start_method="fork")
+    expected = {"exact_match/colour": 0.5, "exact_match/shape": 0.0, "exact_match/size": 1.0}
+    for rank in range(2):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == expected
+
+
 def _cfg(*overrides: str):
     register_recipes()
     GlobalHydra.instance().clear()
