@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+import hashlib
 from typing import TYPE_CHECKING, Any, Union
 
 from vlmtrain.metrics.functional._inputs import check_answer_inputs
@@ -103,10 +104,27 @@ def _normalise(x: Tensor) -> Tensor:
     return x / x.pow(2).sum(dim=-1, keepdim=True).sqrt()
 
 
-def clip_image_features(model, processor, images: Sequence[ImageLike], batch_size: int = 64):
-    """L2-normalised image embeddings, float32 ``(N, D)`` on the model's device."""
+def clip_image_features(model, processor, images: Sequence[ImageLike], batch_size: int = 64,
+                        cache: dict[tuple, Tensor] | None = None):
+    """L2-normalised image embeddings, float32 ``(N, D)`` on the model's device.
+
+    Args:
+        cache: image content (mode, size, BLAKE2 digest of the pixels) -> its features, read
+            before encoding and filled after: features are a function of the pixels alone, and
+            a validation split shows the same images at every evaluation.
+    """
     import torch
 
+    if cache is not None:
+        pils = [_as_pil(im, k) for k, im in enumerate(images)]
+        keys = [(im.mode, im.size, hashlib.blake2b(im.tobytes(), digest_size=16).digest())
+                for im in pils]
+        missing = dict(zip(keys, pils))
+        missing = {k: im for k, im in missing.items() if k not in cache}
+        if missing:
+            cache.update(zip(missing, clip_image_features(model, processor,
+                                                          list(missing.values()), batch_size)))
+        return torch.stack([cache[k] for k in keys])
     device, out = model.device, []
     for start in range(0, len(images), batch_size):
         batch = [_as_pil(im, start + k) for k, im in enumerate(images[start : start + batch_size])]
@@ -170,6 +188,7 @@ def clip_score_per_sample(
     w: float = W,
     batch_size: int = 64,
     reference_cache: dict[str, Tensor] | None = None,
+    image_cache: dict[tuple, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Per-sample CLIP-S and RefCLIP-S (None without references), float32 ``(N,)`` each.
 
@@ -178,9 +197,10 @@ def clip_score_per_sample(
             encoded and read before encoding: a validation split's references are the same at
             every evaluation, and with 5 per image they are 5/6 of the text encoder's work.
             Only valid for one model and prefix (the metric class keeps one per instance).
+        image_cache: the same for images (see :func:`clip_image_features`).
     """
     _check(images, predictions, references)
-    image_feats = clip_image_features(model, processor, images, batch_size)
+    image_feats = clip_image_features(model, processor, images, batch_size, image_cache)
     cand_feats = clip_text_features(model, processor, predictions, prefix, batch_size)
     clip_s = clipscore_from_features(image_feats, cand_feats, w)
     if references is None:
