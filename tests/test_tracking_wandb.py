@@ -73,3 +73,28 @@ def test_run_logs_ordinary_keys_and_masks_secrets_everywhere(tmp_path):
     assert "val/exact_match" in out and "answer_tokens" not in out
     assert re.search(rf"best checkpoint\s+{re.escape(str(tmp_path))}/checkpoints/step2\.ckpt",
                      out), out
+
+
+@pytest.mark.slow  # wandb retries the refused connection for ~10 s past init_timeout
+def test_unreachable_wandb_falls_back_to_offline_with_sync_hint(tmp_path, monkeypatch, caplog):
+    """Online credentials, but nothing listens at the W&B address: the run goes offline within
+    the init timeout, says how to sync, and logging works."""
+    import logging
+
+    from vlmtrain.tracking.wandb import finish_wandb, make_wandb_logger
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # discard port: refused
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    with caplog.at_level(logging.WARNING, logger="vlmtrain.tracking.wandb"):
+        logger = make_wandb_logger(mode="auto", init_timeout=2, project="t", name="n",
+                                   save_dir=str(tmp_path))
+    warnings = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(warnings) == 1 and "logging offline instead" in warnings[0]
+    message = warnings[0]
+    assert f"wandb sync {tmp_path}/wandb/offline-run-*" in message
+    logger.log_metrics({"train/loss": 1.5}, step=1)
+    assert logger.experiment.settings.mode == "offline"
+    finish_wandb(0)
+    runs = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0

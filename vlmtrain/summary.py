@@ -27,6 +27,7 @@ def print_summary(
     loggers: list[Any],
     samples: list[dict[str, Any]],
     skipped: int = 0,
+    title: str = "vlmtrain: run finished",
 ) -> None:
     """Print a compact summary to the terminal (rank 0 only).
 
@@ -40,7 +41,7 @@ def print_summary(
             is none (see :func:`checkpoint_report`).
     """
     console = Console(stderr=False, soft_wrap=True)
-    table = Table(title="vlmtrain: run finished", show_header=False, title_justify="left")
+    table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key in sorted(k for k in metrics if not is_count(k)):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -13,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from vlmtrain.callbacks.export import SaveHFModel
 from vlmtrain.callbacks.generation_eval import GenerationEval
 from vlmtrain.callbacks.run_record import RunRecord
+from vlmtrain.eval_source import resolve_eval_source
 from vlmtrain.losses.base import needs_of
 from vlmtrain.summary import checkpoint_report, print_summary
 from vlmtrain.tracking.wandb import redact
@@ -23,6 +26,9 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job described by ``cfg`` (composed by Hydra).
 
+    With ``fit=false`` (the ``eval_*`` recipes) nothing is trained: the model named by
+    ``eval_from`` (see :mod:`vlmtrain.eval_source`) or the configured one is validated once.
+
     Returns:
         The final validation metrics (``{"val/exact_match": ...}``), also what a sweeper
         optimises.
@@ -30,6 +36,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    fit = cfg.get("fit", True)
+    cfg, eval_ckpt = (cfg, None) if fit else resolve_eval_source(cfg)
     vlm = instantiate(cfg.model)
     datamodule = instantiate(cfg.data, processor=vlm.processor, family=vlm.family)
     module = build_module(cfg, vlm, datamodule)
@@ -43,8 +51,35 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     evaluator = next((c for c in callbacks if isinstance(c, GenerationEval)), None)
+    if fit:
+        _fit(cfg, trainer, module, datamodule, evaluator)
+    else:
+        trainer.validate(module, datamodule=datamodule, ckpt_path=eval_ckpt, verbose=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1}
+    if record is not None:
+        record.finish(trainer)
+    if trainer.is_global_zero:
+        print_summary(
+            metrics=metrics,
+            checkpoints=checkpoint_report(trainer) if fit else dict.fromkeys(
+                ("last", "best"), "none (evaluation only)"),
+            hf_model=next((c.saved for c in callbacks if isinstance(c, SaveHFModel)), None),
+            output_dir=cfg.paths.output_dir,
+            loggers=trainer.loggers,
+            samples=evaluator.samples if evaluator is not None else [],
+            skipped=datamodule.skipped,
+            title="vlmtrain: run finished" if fit else "vlmtrain: evaluation finished",
+        )
+        if not fit:  # every digit, for scripts (the table above rounds)
+            print("metrics: " + json.dumps(metrics, sort_keys=True), flush=True)
+    return metrics
+
+
+def _fit(cfg: DictConfig, trainer: L.Trainer, module: Any, datamodule: Any,
+         evaluator: GenerationEval | None) -> None:
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     if (evaluator is not None and datamodule.val_set is not None and not trainer.interrupted
             and evaluator.last_step != trainer.global_step):
         # max_steps is rarely a multiple of val_check_interval: without this the summary (and
@@ -53,21 +88,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("final validation at step %d", trainer.global_step)
         trainer.validate(module, datamodule=datamodule, verbose=False)
         _save_last_checkpoint(trainer)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-               if k.startswith("val/") and torch.is_tensor(v) and v.numel() == 1}
-    if record is not None:
-        record.finish(trainer)
-    if trainer.is_global_zero:
-        print_summary(
-            metrics=metrics,
-            checkpoints=checkpoint_report(trainer),
-            hf_model=next((c.saved for c in callbacks if isinstance(c, SaveHFModel)), None),
-            output_dir=cfg.paths.output_dir,
-            loggers=trainer.loggers,
-            samples=evaluator.samples if evaluator is not None else [],
-            skipped=datamodule.skipped,
-        )
-    return metrics
 
 
 def build_module(cfg: DictConfig, vlm: Any, datamodule: Any) -> Any:

@@ -147,6 +147,37 @@ def test_metric_in_batches_equals_functional(clip_path, samples):
     assert metric.compute().keys() == {"clipscore"}
 
 
+def test_references_and_images_are_encoded_once_across_evaluations(clip_path, samples,
+                                                                  monkeypatch):
+    """A validation split's references and images come back at every evaluation: the metric
+    encodes them once and later evaluations encode only the new candidates, with the same
+    values."""
+    import vlmtrain.metrics.functional.clipscore as F
+
+    images, predictions, references = samples
+    expected = clip_score(images, predictions, references, model_name_or_path=clip_path,
+                          device="cpu")
+    encoded: list[str] = []
+    text_features, image_features = F.clip_text_features, F.clip_image_features
+    monkeypatch.setattr(F, "clip_text_features", lambda m, p, texts, *a: (
+        encoded.extend(texts), text_features(m, p, texts, *a))[1])
+    seen_images: list = []
+    monkeypatch.setattr(F, "clip_image_features", lambda m, p, ims, *a: (
+        seen_images.extend(ims) if not a[1:] or a[1] is None else None,
+        image_features(m, p, ims, *a))[1])
+    metric = CLIPScore(model_name_or_path=clip_path)
+    for _ in range(2):  # two evaluations of the same split
+        metric.reset()
+        encoded.clear()
+        seen_images.clear()
+        metric.update(predictions, references, images=images)
+        got = metric.compute()
+        for key, value in expected.items():
+            assert abs(float(got[key]) - value) < 1e-6
+    assert encoded == list(predictions)  # the second time: candidates only
+    assert seen_images == []  # and no image
+
+
 def test_errors(clip_path, samples):
     images, predictions, references = samples
     with pytest.raises(ValueError, match="2 images but 3 predictions"):

@@ -12,6 +12,9 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import Metric
 
+from vlmtrain.callbacks.sample_table import SampleTable, wandb_rows
+from vlmtrain.metrics.grouped import GroupedMetrics
+
 log = logging.getLogger(__name__)
 
 
@@ -26,8 +29,17 @@ class GenerationEval(L.Callback):
         metrics: name -> metric (from the ``metrics`` config group).
         every_n_val: generate on every n-th validation run (generation is slower than the loss).
         max_batches: cap on generated batches per validation run (``None`` = all).
-        log_samples: how many (prompt, prediction, references) rows to keep for the logger's
-            sample table and the end-of-run summary.
+        log_samples: rows of the W&B sample table ``val/samples`` (id, image, prompt,
+            prediction, references and each per-sample score the metrics give, see
+            :class:`~vlmtrain.callbacks.sample_table.ScoresSamples`). The same samples at
+            every evaluation: the first ``log_samples`` ids of the first one.
+        group_by: a ``Sample.meta`` key (``qtype`` for shapes VQA, ``answer_type`` for VQAv2,
+            ``question_types`` for DocVQA): every metric is also logged per group as
+            ``val/<key>/<group>`` (``val/exact_match/colour``). ``None``: no groups.
+        group_metrics: the metrics split by group (``None`` = all of them).
+
+    The count of validations (for ``every_n_val``) and the table's sample ids are saved in
+    checkpoints, so a resumed run continues both.
     """
 
     def __init__(
@@ -36,12 +48,16 @@ class GenerationEval(L.Callback):
         every_n_val: int = 1,
         max_batches: int | None = None,
         log_samples: int = 8,
+        group_by: str | None = None,
+        group_metrics: list[str] | None = None,
     ) -> None:
         self.metrics = dict(metrics)
         self.every_n_val = max(1, every_n_val)
         self.max_batches = max_batches
         self.log_samples = log_samples
-        self.samples: list[dict[str, Any]] = []
+        self.table = SampleTable(log_samples)
+        self.grouped = GroupedMetrics(self.metrics, group_by, group_metrics) if group_by else None
+        self.samples: list[dict[str, Any]] = []  # the latest table's rows (end-of-run summary)
         self.last: dict[str, float] = {}
         self.last_step: int | None = None  # global step of the latest generation metrics
         self._runs = 0
@@ -56,7 +72,9 @@ class GenerationEval(L.Callback):
         for metric in self.metrics.values():
             metric.to(pl_module.device)
             metric.reset()
-        self.samples = []
+        if self.grouped is not None:
+            self.grouped.reset()
+        self.table.start()
 
     def on_validation_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
@@ -69,14 +87,10 @@ class GenerationEval(L.Callback):
         predictions = pl_module.generate_answers(batch)
         meta = batch["meta"]
         for metric in self.metrics.values():
-            if _takes_images(metric):  # CLIPScore: scores each caption against its image
-                metric.update(predictions, meta["references"], images=meta.get("images"))
-            else:
-                metric.update(predictions, meta["references"])
-        for i in range(min(len(predictions), self.log_samples - len(self.samples))):
-            self.samples.append({"id": meta["ids"][i], "prompt": meta["prompts"][i],
-                                 "prediction": predictions[i],
-                                 "references": " | ".join(meta["references"][i])})
+            _update(metric, predictions, meta["references"], meta.get("images"))
+        if self.grouped is not None:
+            self.grouped.update(meta, predictions, _update)
+        self.table.add(meta, predictions, self.metrics)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active:
@@ -88,21 +102,38 @@ class GenerationEval(L.Callback):
                 values.update({k: v for k, v in result.items()})
             else:
                 values[name] = result
+        if self.grouped is not None:
+            values.update(self.grouped.compute())
         for key, value in values.items():
-            pl_module.log(f"val/{key}", value.float(), prog_bar=True, sync_dist=False)
+            pl_module.log(f"val/{key}", value.float(), prog_bar="/" not in key, sync_dist=False)
         self.last = {k: float(v) for k, v in values.items()}
         self.last_step = trainer.global_step
+        self.samples = self.table.finish()
         self._log_table(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"runs": self._runs, "table": self.table.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._runs = int(state_dict.get("runs", 0))
+        self.table.load_state_dict(state_dict.get("table", {}))
 
     def _log_table(self, trainer: L.Trainer) -> None:
         if not self.samples or trainer.global_rank != 0:
             return
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                cols = list(self.samples[0])
-                logger.log_text("val/samples", columns=cols,
-                                data=[[row[c] for c in cols] for row in self.samples],
-                                step=trainer.global_step)
+                columns, data = wandb_rows(self.samples)
+                logger.log_table("val/samples", columns=columns, data=data,
+                                 step=trainer.global_step)
+
+
+def _update(metric: Metric, predictions: list[str], references: list[list[str]],
+            images: list[Any] | None) -> None:
+    if _takes_images(metric):  # CLIPScore: scores each caption against its image
+        metric.update(predictions, references, images=images)
+    else:
+        metric.update(predictions, references)
 
 
 def _takes_images(metric: Metric) -> bool:

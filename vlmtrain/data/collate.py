@@ -48,7 +48,8 @@ class VLMCollator:
       ``token_type_ids`` (B, T) and the processor's image tensors (``pixel_values`` and, for
       Qwen, ``image_grid_thw``);
     - ``labels``: (B, T), -100 everywhere but the answers and their end-of-turn tokens;
-    - ``meta``: ``ids``, ``prompts``, ``references`` (list of lists), one entry per sample;
+    - ``meta``: ``ids``, ``prompts``, ``references`` (list of lists), ``images``,
+      ``sample_meta`` (each ``Sample.meta``), one entry per sample;
     - ``gen`` (with generation only): the same model inputs for the prompt alone, left-padded
       (B, P), as ``generate`` sees them.
     """
@@ -172,13 +173,15 @@ class VLMCollator:
 
     @staticmethod
     def meta(samples: Sequence[Sample]) -> dict[str, list]:
-        """What is not a model input: ids, prompts, metric references and the images (for
-        image-grounded metrics such as CLIPScore), one entry per sample."""
+        """What is not a model input: ids, prompts, metric references, the images (for
+        image-grounded metrics such as CLIPScore and the sample table) and each sample's
+        ``Sample.meta`` (group keys such as ``qtype``), one entry per sample."""
         return {
             "ids": [s.id for s in samples],
             "prompts": [s.prompt for s in samples],
             "references": [list(s.references) or [s.target] for s in samples],
             "images": [s.image for s in samples],
+            "sample_meta": [dict(s.meta) for s in samples],
         }
 
     def _response_pieces(self, samples: Sequence[Sample]) -> list[list[list[int]]]:

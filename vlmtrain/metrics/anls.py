@@ -58,6 +58,11 @@ class ANLS(Metric):
         self.score_sum += float(sum(scores))
         self.count += len(scores)
 
+    def sample_scores(self, predictions: list[str], references: list[list[str]]
+                      ) -> dict[str, list[float]]:
+        """Each question's ANLS (what :meth:`compute` averages); no state change."""
+        return {"anls": anls_per_sample(predictions, references, self.threshold)}
+
     def compute(self) -> dict[str, Tensor]:
         """Returns ``{"anls": float64 scalar}`` over every sample seen (all ranks)."""
         if int(self.count) == 0:

@@ -61,6 +61,9 @@ class CLIPScore(Metric):
         self.model_name_or_path, self.prefix, self.w, self.batch_size = (
             model_name_or_path, prefix, w, batch_size)
         self._clip: tuple | None = None  # (model, processor); a tuple is never registered
+        # reference text / image -> features: the same come back at every validation
+        self._reference_cache: dict[str, Tensor] = {}
+        self._image_cache: dict[tuple, Tensor] = {}
         self.add_state("clip_scores", default=[], dist_reduce_fx="cat")
         self.add_state("refclip_scores", default=[], dist_reduce_fx="cat")
 
@@ -69,6 +72,7 @@ class CLIPScore(Metric):
             self._clip = load_clip(self.model_name_or_path, self.device)
         elif self._clip[0].device != self.device:
             self._clip = (self._clip[0].to(self.device), self._clip[1])
+            self._reference_cache, self._image_cache = {}, {}
         return self._clip
 
     def update(
@@ -89,7 +93,8 @@ class CLIPScore(Metric):
             raise ValueError("CLIPScore.update(): pass the batch's images=[...] (one per caption)")
         model, processor = self._model()
         clip_s, ref_s = clip_score_per_sample(images, predictions, references, model, processor,
-                                              self.prefix, self.w, self.batch_size)
+                                              self.prefix, self.w, self.batch_size,
+                                              self._reference_cache, self._image_cache)
         self.clip_scores.append(clip_s.to(self.device))
         if ref_s is not None:
             self.refclip_scores.append(ref_s.to(self.device))

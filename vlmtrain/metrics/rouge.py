@@ -14,7 +14,7 @@ from vlmtrain.metrics._caption_states import (
     as_tensors,
     stored_captions,
 )
-from vlmtrain.metrics.functional.rouge import rouge_l
+from vlmtrain.metrics.functional.rouge import rouge_l, rouge_l_samples
 
 __all__ = ["RougeL", "rouge_l"]
 
@@ -44,6 +44,13 @@ class RougeL(Metric):
     def update(self, predictions: list[str], references: list[list[str]]) -> None:
         """Store a batch: B captions and B non-empty reference lists."""
         append_captions(self, predictions, references, "rouge_l")
+
+    def sample_scores(self, predictions: list[str], references: list[list[str]]
+                      ) -> dict[str, list[float]]:
+        """Each caption's ROUGE-L; no state change. ROUGE-L (unlike CIDEr's IDF or BLEU's
+        corpus counts) is a mean of per-image scores, so a row's score is its share of the
+        logged value: the per-sample column of caption sample tables."""
+        return {"rouge_l": rouge_l_samples(predictions, references, self.tokenize)}
 
     def compute(self) -> dict[str, Tensor]:
         """``{"rouge_l": float64 scalar}``."""

@@ -53,6 +53,15 @@ class SquadMatch(Metric):
         self.f1_sum += float(sum(f1))
         self.count += len(exact)
 
+    def sample_scores(self, predictions: list[str], references: list[list[str]]
+                      ) -> dict[str, list[float]]:
+        """Each question's exact match and F1 (what :meth:`compute` averages); no state change.
+
+        Used for the per-sample column of the validation sample table.
+        """
+        exact, f1 = squad_per_sample(predictions, references)
+        return {"exact_match": exact, "f1": f1}
+
     def compute(self) -> dict[str, Tensor]:
         """Returns ``{"exact_match", "f1"}`` (float64 scalars) over every sample seen."""
         if int(self.count) == 0:

@@ -60,6 +60,11 @@ class VQAAccuracy(Metric):
         self.score_sum += float(sum(scores))
         self.count += len(scores)
 
+    def sample_scores(self, predictions: list[str], references: list[list[str]]
+                      ) -> dict[str, list[float]]:
+        """Each question's VQA accuracy (what :meth:`compute` averages); no state change."""
+        return {"vqa_accuracy": vqa_accuracy_per_sample(predictions, references, self.version)}
+
     def compute(self) -> dict[str, Tensor]:
         """Returns ``{"vqa_accuracy": float64 scalar}`` over every sample seen (all ranks)."""
         if int(self.count) == 0:

@@ -47,11 +47,19 @@ def wandb_mode(mode: str = "auto") -> str:
     return "offline"
 
 
-def make_wandb_logger(mode: str = "auto", **kwargs: Any) -> Any:
+def make_wandb_logger(mode: str = "auto", init_timeout: float = 30.0, **kwargs: Any) -> Any:
     """A Lightning ``WandbLogger`` in the resolved mode (see :func:`wandb_mode`).
+
+    Online, the W&B run starts here, within ``init_timeout`` seconds. When W&B cannot be
+    reached (network down, server unreachable, key refused) the run is logged offline instead,
+    with one warning naming the ``wandb sync`` command: training never waits on or dies of the
+    network. Once started, the W&B service buffers what is logged on disk and keeps retrying,
+    so a connection lost mid-run costs nothing but the live view.
 
     Args:
         mode: ``auto`` | ``online`` | ``offline`` | ``disabled``.
+        init_timeout: seconds W&B may take to start an online run (wandb waits 90 s by default,
+            then fails the whole job).
         **kwargs: forwarded to ``WandbLogger`` (project, name, save_dir, tags, id, ...).
     """
     from lightning.pytorch.loggers import WandbLogger
@@ -61,12 +69,37 @@ def make_wandb_logger(mode: str = "auto", **kwargs: Any) -> Any:
     if label:  # a multirun job: say what differs from its siblings, group them by sweep
         kwargs["name"] = f"{kwargs.get('name') or ''} {label}".strip()
         kwargs["group"] = kwargs.get("group") or group
-    if resolved == "offline":
+    sync = f"`wandb sync {kwargs.get('save_dir') or '.'}/wandb/offline-run-*`"
+    if resolved == "online":
+        logger = _start_online(WandbLogger, init_timeout, kwargs)
+        if logger is not None:
+            return logger
+        resolved = "offline"
+    elif resolved == "offline":
         # wandb writes the run under <save_dir>/wandb/offline-run-<time>-<id>: that is what
         # `wandb sync` takes (the end-of-run summary prints the exact folder).
-        log.info("W&B offline (no credentials found): sync later with "
-                 "`wandb sync %s/wandb/offline-run-*`", kwargs.get("save_dir") or ".")
+        log.info("W&B offline (no credentials found): sync later with %s", sync)
     return WandbLogger(mode=resolved, offline=resolved == "offline", **kwargs)
+
+
+def _start_online(logger_cls: Any, init_timeout: float, kwargs: dict[str, Any]) -> Any:
+    """The online logger with its run started, or ``None`` (warned) when W&B is unreachable.
+
+    Lightning starts the run lazily, inside ``fit``, where a failure ends training; starting it
+    here lets the run fall back to offline first. Ranks other than 0 get Lightning's dummy run.
+    """
+    import wandb
+
+    settings = wandb.Settings(init_timeout=float(init_timeout))
+    logger = logger_cls(mode="online", offline=False, settings=settings, **kwargs)
+    try:
+        logger.experiment  # noqa: B018 -- starts the W&B run (rank 0 only)
+        return logger
+    except wandb.errors.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("W&B unreachable (%s): logging offline instead; sync later with "
+                    "`wandb sync %s/wandb/offline-run-*`", reason, kwargs.get("save_dir") or ".")
+        return None
 
 
 def is_secret_key(key: str) -> bool:

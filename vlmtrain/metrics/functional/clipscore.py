@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+import hashlib
 from typing import TYPE_CHECKING, Any, Union
 
 from vlmtrain.metrics.functional._inputs import check_answer_inputs
@@ -103,10 +104,27 @@ def _normalise(x: Tensor) -> Tensor:
     return x / x.pow(2).sum(dim=-1, keepdim=True).sqrt()
 
 
-def clip_image_features(model, processor, images: Sequence[ImageLike], batch_size: int = 64):
-    """L2-normalised image embeddings, float32 ``(N, D)`` on the model's device."""
+def clip_image_features(model, processor, images: Sequence[ImageLike], batch_size: int = 64,
+                        cache: dict[tuple, Tensor] | None = None):
+    """L2-normalised image embeddings, float32 ``(N, D)`` on the model's device.
+
+    Args:
+        cache: image content (mode, size, BLAKE2 digest of the pixels) -> its features, read
+            before encoding and filled after: features are a function of the pixels alone, and
+            a validation split shows the same images at every evaluation.
+    """
     import torch
 
+    if cache is not None:
+        pils = [_as_pil(im, k) for k, im in enumerate(images)]
+        keys = [(im.mode, im.size, hashlib.blake2b(im.tobytes(), digest_size=16).digest())
+                for im in pils]
+        missing = dict(zip(keys, pils))
+        missing = {k: im for k, im in missing.items() if k not in cache}
+        if missing:
+            cache.update(zip(missing, clip_image_features(model, processor,
+                                                          list(missing.values()), batch_size)))
+        return torch.stack([cache[k] for k in keys])
     device, out = model.device, []
     for start in range(0, len(images), batch_size):
         batch = [_as_pil(im, start + k) for k, im in enumerate(images[start : start + batch_size])]
@@ -169,18 +187,42 @@ def clip_score_per_sample(
     prefix: str = PREFIX,
     w: float = W,
     batch_size: int = 64,
+    reference_cache: dict[str, Tensor] | None = None,
+    image_cache: dict[tuple, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """Per-sample CLIP-S and RefCLIP-S (None without references), float32 ``(N,)`` each."""
+    """Per-sample CLIP-S and RefCLIP-S (None without references), float32 ``(N,)`` each.
+
+    Args:
+        reference_cache: reference text -> its normalised features, filled as references are
+            encoded and read before encoding: a validation split's references are the same at
+            every evaluation, and with 5 per image they are 5/6 of the text encoder's work.
+            Only valid for one model and prefix (the metric class keeps one per instance).
+        image_cache: the same for images (see :func:`clip_image_features`).
+    """
     _check(images, predictions, references)
-    image_feats = clip_image_features(model, processor, images, batch_size)
+    image_feats = clip_image_features(model, processor, images, batch_size, image_cache)
     cand_feats = clip_text_features(model, processor, predictions, prefix, batch_size)
     clip_s = clipscore_from_features(image_feats, cand_feats, w)
     if references is None:
         return clip_s, None
     flat = [r for refs in references for r in refs]
-    ref_feats = clip_text_features(model, processor, flat, prefix, batch_size)
+    ref_feats = _cached_text_features(model, processor, flat, prefix, batch_size, reference_cache)
     counts = [len(refs) for refs in references]
     return clip_s, refclipscore_from_features(clip_s, cand_feats, ref_feats, counts)
+
+
+def _cached_text_features(model, processor, texts: Sequence[str], prefix: str, batch_size: int,
+                          cache: dict[str, Tensor] | None) -> Tensor:
+    """:func:`clip_text_features` of ``texts``, encoding only those not in ``cache`` (once)."""
+    import torch
+
+    if cache is None:
+        return clip_text_features(model, processor, texts, prefix, batch_size)
+    missing = list(dict.fromkeys(t for t in texts if t not in cache))
+    if missing:
+        cache.update(zip(missing, clip_text_features(model, processor, missing, prefix,
+                                                     batch_size)))
+    return torch.stack([cache[t] for t in texts])
 
 
 def _check(images, predictions, references) -> None:

@@ -160,3 +160,13 @@ def rouge_l(
     """
     preds, refs = prepare_captions(predictions, references, tokenize, "rouge_l")
     return {"rouge_l": float(np.mean(rouge_l_per_image(encode_set(preds, refs))))}
+
+
+def rouge_l_samples(
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    tokenize: bool = True,
+) -> list[float]:
+    """ROUGE-L of each caption (the terms :func:`rouge_l` averages), same arguments."""
+    preds, refs = prepare_captions(predictions, references, tokenize, "rouge_l")
+    return [float(x) for x in rouge_l_per_image(encode_set(preds, refs))]
