@@ -58,8 +58,8 @@ def test_disk_dataset_with_image_feature(vqa_disk):
 
 
 def test_error_names_the_row(vqa_disk):
-    with pytest.raises(VLMTrainError, match=r"vqa\[3\]: record d has 0 images; a sample holds "
-                                            "exactly one"):
+    with pytest.raises(VLMTrainError, match=r"vqa\[3\]: record d has no image; give every "
+                                            "image"):
         hf_dataset(path=str(vqa_disk), columns=COLUMNS)
 
 

@@ -241,3 +241,20 @@ def test_functional_module_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     assert out.stdout.strip() == "[]"
+
+
+def test_several_images_per_sample_are_refused(clip_path, samples):
+    images, predictions, _ = samples
+    one = clip_score(images[:2], predictions[:2], model_name_or_path=clip_path, device="cpu")
+    wrapped = clip_score([(images[0],), images[1]], predictions[:2], model_name_or_path=clip_path,
+                         device="cpu")
+    assert wrapped == one  # a one-item tuple is its image
+    metric = CLIPScore(model_name_or_path=clip_path)
+    with pytest.raises(ValueError, match=r"clipscore: sample q7 holds 2 images, but CLIPScore "
+                                         "scores one caption against one image"):
+        metric.update(predictions[:2], images=[images[0], (images[0], images[1])],
+                      ids=["q6", "q7"])
+    metric.update(predictions[:2], images=images[:2])  # the refused batch left no score behind
+    assert abs(float(metric.compute()["clipscore"]) - one["clipscore"]) < 1e-6
+    with pytest.raises(ValueError, match=r"images\[0\] holds 2 images"):  # before CLIP loads
+        clip_score([tuple(images[:2])], predictions[:1], model_name_or_path="/no/such/clip")

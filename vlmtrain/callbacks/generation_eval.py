@@ -13,6 +13,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import Metric
 
 from vlmtrain.callbacks.sample_table import SampleTable, wandb_rows
+from vlmtrain.errors import VLMTrainError
 from vlmtrain.metrics.grouped import GroupedMetrics
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,13 @@ class GenerationEval(L.Callback):
         self._runs = 0
         self._active = False
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # An image-grounded metric (CLIPScore) scores one image per caption: a validation
+        # sample with several images stops the run here, not after the first training epoch.
+        grounded = [name for name, m in self.metrics.items() if _takes(m, "images")]
+        if grounded:
+            _check_one_image_each(getattr(trainer.datamodule, "val_set", None), grounded)
+
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A stand-alone validate() (e.g. the final one after fit) always generates.
         self._active = not trainer.sanity_checking and (
@@ -87,7 +95,7 @@ class GenerationEval(L.Callback):
         predictions = pl_module.generate_answers(batch)
         meta = batch["meta"]
         for metric in self.metrics.values():
-            _update(metric, predictions, meta["references"], meta.get("images"))
+            _update(metric, predictions, meta["references"], meta.get("images"), meta["ids"])
         if self.grouped is not None:
             self.grouped.update(meta, predictions, _update)
         self.table.add(meta, predictions, self.metrics)
@@ -129,13 +137,30 @@ class GenerationEval(L.Callback):
 
 
 def _update(metric: Metric, predictions: list[str], references: list[list[str]],
-            images: list[Any] | None) -> None:
-    if _takes_images(metric):  # CLIPScore: scores each caption against its image
-        metric.update(predictions, references, images=images)
+            images: list[Any] | None, ids: list[Any] | None = None) -> None:
+    if _takes(metric, "images"):  # CLIPScore: scores each caption against its image
+        named = {"ids": ids} if ids is not None and _takes(metric, "ids") else {}
+        metric.update(predictions, references, images=images, **named)
     else:
         metric.update(predictions, references)
 
 
-def _takes_images(metric: Metric) -> bool:
-    """Whether ``metric.update`` has an ``images`` argument (torchmetrics keeps the signature)."""
-    return "images" in inspect.signature(metric.update).parameters
+def _takes(metric: Metric, argument: str) -> bool:
+    """Whether ``metric.update`` has ``argument`` (torchmetrics keeps the signature)."""
+    return argument in inspect.signature(metric.update).parameters
+
+
+def _check_one_image_each(dataset: Any, metrics: list[str]) -> None:
+    """Raise if a record of ``dataset`` holds several images (datasets of checked records only:
+    their records name their images without decoding them; others are checked per batch)."""
+    record = getattr(dataset, "record", None)
+    if record is None:
+        return
+    for i in range(len(dataset)):
+        rec = record(i)
+        if isinstance(rec.image, tuple) and len(rec.image) > 1:
+            raise VLMTrainError(
+                f"{dataset.source}{rec.where}: validation record {rec.id} holds "
+                f"{len(rec.image)} images, but metrics {', '.join(metrics)} score one image per "
+                "caption (CLIPScore, Hessel et al. 2021); drop them (e.g. metrics=vqa) or "
+                "validate on one-image data")

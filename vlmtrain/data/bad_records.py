@@ -33,7 +33,7 @@ REASONS = (
     "missing_image",          # the image file named by the record does not exist
     "unreadable_image",       # the file exists but does not decode (corrupt, empty, truncated)
     "bad_image",              # decoded, but not a usable RGB image
-    "several_images",         # more images than the reader or layout takes (HF datasets, image-text pairs)
+    "several_images",         # more images than the field or layout takes (image-text pairs)
     "image_placeholders",     # <image> placeholders do not match the record's images
     "not_utf8",               # text with bytes that are not UTF-8
     "not_json",               # a line that is not one JSON object

@@ -5,11 +5,19 @@ set ``{image: image, prompt: question, target: chosen, rejected: rejected}`` wit
 ``task: preference``, or for VQA ``{image: image, prompt: question, references: answers}``
 (``target`` left out: the most common reference, ties to the first).
 
-The image column may be an ``Image`` feature (encoded bytes, or a path), a one-item list of
-them, or a string path resolved against ``image_root``. Text columns are read and checked for
-every row when the dataset is built (they are small); images are decoded when a sample is read,
-from the memory-mapped Arrow data -- not by ``datasets`` (whose decoder raises deep inside
-indexing), but by vlmtrain's, so an unreadable image is a bad record like in every format.
+The image column may be an ``Image`` feature (encoded bytes, or a path), raw image bytes, a
+string path resolved against ``image_root``, or a list of any of these (``Sequence(Image)`` /
+``List(Image)``). A list of several images makes one multi-image sample, with the rules of the
+JSONL and LLaVA readers: the prompt marks each image once with ``<image>`` (placed there for
+Qwen2.5-VL; PaliGemma reads them all first) or not at all (all images first); any other count
+is an ``image_placeholders`` bad record. With one image the prompt may hold one placeholder
+(removed); no image, or an empty item in the list, is a ``missing_image`` bad record.
+
+Text columns are read and checked for every row when the dataset is built (they are small; the
+image count comes from Arrow list lengths, no image bytes are read); images are decoded when a
+sample is read, from the memory-mapped Arrow data -- not by ``datasets`` (whose decoder raises
+deep inside indexing), but by vlmtrain's, so an unreadable image is a bad record naming its row
+like in every format.
 """
 
 from __future__ import annotations
@@ -59,50 +67,80 @@ def hf_dataset(path: str | None = None, data_files: str | list[str] | None = Non
     policy = BadRecordPolicy(on_bad_sample)
     checker = RecordChecker(policy, source)
     # string paths are checked (file exists) at start-up like every format's; Image bytes are not
-    paths = getattr(ds.features[cols["image"]], "dtype", None) in ("string", "large_string")
+    paths = _holds_paths(ds.features[cols["image"]])
     text_cols = [c for f, c in cols.items() if c and (f != "image" or paths)]
     for start in range(0, len(ds), _BATCH):
         batch = ds.select_columns(text_cols)[start:start + _BATCH]
-        present = _image_counts(ds, cols["image"], start, start + _BATCH)
-        for k in range(len(present)):
+        counts = _image_counts(ds, cols["image"], start, start + _BATCH)
+        for k, (n_images, n_empty) in enumerate(counts):
             row = start + k
             with checker.at(f"[{row}]"):
                 raw = {c: batch[c][k] for c in text_cols}
-                record = _record(raw, cols, task, split, row, present[k])
+                record = _record(raw, cols, task, split, row, n_images, n_empty)
                 if paths:
-                    record = replace(record, image=image_path(raw[cols["image"]], root, record.id))
+                    value = raw[cols["image"]]
+                    value = value if isinstance(value, list) else [value]
+                    found = tuple(image_path(v, root, record.id) for v in value)
+                    record = replace(record, image=found if n_images > 1 else found[0])
                 checker.add(record)
     return RecordDataset(checker.finish(), policy, source, images=images)
 
 
 class ArrowImages:
-    """``images(row)``: the encoded bytes or the path of a row's image (picklable)."""
+    """``images(ref)``: the encoded bytes or the path of an image (picklable).
+
+    ``ref`` is a row (its only image) or ``(row, k)``: the ``k``-th image of a row that holds
+    several (see :class:`~vlmtrain.data.readers.Record`).
+    """
 
     def __init__(self, ds: Any, column: str, root: str) -> None:
-        self.ds, self.column, self.root = ds, column, root
+        # only the image column: reading a row then touches no text column
+        self.ds, self.column, self.root = ds.select_columns([column]), column, root
 
-    def __call__(self, row: int) -> bytes | str:
+    def __call__(self, ref: int | tuple[int, int]) -> bytes | str | None:
+        row, k = (ref, 0) if isinstance(ref, int) else ref
         value = self.ds[int(row)][self.column]
-        return _bytes_or_path(value[0] if isinstance(value, list) else value, self.root)
+        return _bytes_or_path(value[k] if isinstance(value, list) else value, self.root)
 
 
-def _image_counts(ds: Any, column: str, start: int, stop: int) -> list[int]:
-    """How many images rows ``start:stop`` hold (0: none), from Arrow lengths alone: the image
-    bytes are never read here, so checking a large dataset costs no image I/O."""
+def _holds_paths(feature: Any) -> bool:
+    """Whether an image column holds path strings (itself or as a list of them)."""
+    inner = getattr(feature, "feature", feature)  # List(Value("string")) / Value("string")
+    return getattr(inner, "dtype", None) in ("string", "large_string")
+
+
+def _image_counts(ds: Any, column: str, start: int, stop: int) -> list[tuple[int, int]]:
+    """``(images, of which empty)`` for rows ``start:stop``, from Arrow lengths alone: the
+    image bytes are never read here, so checking a large dataset costs no image I/O."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     values = ds.with_format("arrow").select_columns([column])[start:stop].column(0)
+    values = values.combine_chunks()  # parent indices below are per chunk
     kind = values.type
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return pc.fill_null(pc.list_value_length(values), 0).to_pylist()
-    if pa.types.is_struct(kind):  # Image(decode=False): {"bytes", "path"}
+        lengths = pc.fill_null(pc.list_value_length(values), 0).to_pylist()
+        items = pc.list_flatten(values)  # a null list contributes no item
+        parents = np.asarray(pc.list_parent_indices(values), dtype=np.int64)
+        empty = ~np.asarray(_present(items), dtype=bool)
+        missing = np.bincount(parents[empty], minlength=len(values)).tolist()
+        return list(zip(lengths, missing))
+    return [(int(x), 0) for x in _present(values).to_pylist()]
+
+
+def _present(values: Any) -> Any:
+    """Per value: whether it names an image (non-empty bytes or path), as a boolean array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_struct(values.type):  # Image(decode=False): {"bytes", "path"}
         has_bytes = pc.greater(pc.binary_length(pc.struct_field(values, "bytes")), 0)
-        has_path = pc.greater(pc.utf8_length(pc.struct_field(values, "path")), 0)
+        has_path = pc.greater(pc.binary_length(pc.struct_field(values, "path")), 0)
         found = pc.or_kleene(has_bytes, has_path)
-    else:  # a path string
-        found = pc.greater(pc.utf8_length(values), 0)
-    return [int(x) for x in pc.fill_null(found, False).to_pylist()]
+    else:  # a path string or raw bytes
+        found = pc.greater(pc.binary_length(values), 0)
+    return pc.fill_null(found, False)
 
 
 def _bytes_or_path(value: Any, root: str) -> bytes | str | None:
@@ -110,6 +148,8 @@ def _bytes_or_path(value: Any, root: str) -> bytes | str | None:
         if value.get("bytes"):
             return value["bytes"]
         value = value.get("path")
+    if isinstance(value, (bytes, bytearray)) and value:
+        return bytes(value)
     if isinstance(value, str) and value:
         return str(Path(root) / value)
     return None
@@ -175,20 +215,31 @@ def _undecoded(ds: Any, column: str) -> Any:
     return ds
 
 
-def _record(raw: dict, cols: dict, task: str, split: str, row: int, n_images: int) -> Record:
+def _record(raw: dict, cols: dict, task: str, split: str, row: int, n_images: int,
+            n_empty: int = 0) -> Record:
     rid = record_id(raw, cols["id"]) if cols["id"] else f"{split}-{row}"
-    if n_images != 1:
-        raise BadRecord("missing_image" if n_images == 0 else "several_images",
-                        f"record {rid} has {n_images} images; a sample holds exactly one")
+    if n_images == 0 or n_empty:
+        what = "no image" if n_images == 0 else f"{n_empty} empty image(s) of {n_images}"
+        raise BadRecord("missing_image", f"record {rid} has {what}; give every image of the "
+                        "record (bytes or a path), or drop the record")
     prompt = text(raw, cols["prompt"], rid) if cols["prompt"] else ""
-    prompt, placeholders = strip_placeholders(prompt)
-    if placeholders > 1:
-        raise BadRecord("image_placeholders", f"record {rid}: the prompt has {placeholders} "
-                        "<image> placeholders for one image; keep one (or none)")
+    if n_images > 1:  # placeholders kept: the collator places each image at its own
+        marks = prompt.count("<image>")
+        if marks not in (0, n_images):
+            raise BadRecord("image_placeholders", f"record {rid}: the prompt has {marks} <image> "
+                            f"placeholders for {n_images} images; mark each image once (or "
+                            "none: all images first)")
+        image: int | tuple[tuple[int, int], ...] = tuple((row, k) for k in range(n_images))
+    else:
+        prompt, placeholders = strip_placeholders(prompt)
+        if placeholders > 1:
+            raise BadRecord("image_placeholders", f"record {rid}: the prompt has {placeholders} "
+                            "<image> placeholders for one image; keep one (or none)")
+        image = row
     refs = _references(raw, cols["references"], rid)
     target = text(raw, cols["target"], rid) if cols["target"] else _most_common(refs)
-    return Record(id=rid, image=row, prompt=prompt, target=target, references=refs or (target,),
-                  task=task, where=f"[{row}]",
+    return Record(id=rid, image=image, prompt=prompt, target=target,
+                  references=refs or (target,), task=task, where=f"[{row}]",
                   rejected=text(raw, cols["rejected"], rid) if cols["rejected"] else None)
 
 

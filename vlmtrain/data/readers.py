@@ -44,14 +44,15 @@ class Record:
 
     Attributes:
         image: path of the image file, or the row of the dataset's image column (``int``); a
-            tuple of paths for a sample with several images.
+            tuple of paths, or of ``(row, k)`` (the row's ``k``-th image), for a sample with
+            several images.
         where: where the record is, appended to the source file's name in messages:
             ``":12"`` (line 12) or ``"[12]"`` (item 12).
         Others: as :class:`~vlmtrain.data.records.Sample`.
     """
 
     id: str
-    image: str | int | tuple[str, ...]
+    image: str | int | tuple[str, ...] | tuple[tuple[int, int], ...]
     prompt: str
     target: str
     references: tuple[str, ...]
@@ -121,14 +122,15 @@ class RecordDataset(Dataset):
         records: from :meth:`RecordChecker.finish`.
         policy: the bad-record policy the records were checked under (it holds the counts).
         source: the annotation file or dataset folder, for messages.
-        images: for records whose ``image`` is a row number: ``images(row)`` returns the
-            image's encoded bytes or its path. Must be picklable (DataLoader workers).
+        images: for records whose ``image`` is a row number (or ``(row, k)``):
+            ``images(row)`` returns the image's encoded bytes or its path. Must be picklable
+            (DataLoader workers).
         rotate_targets: captions: the target of sample ``i`` in epoch ``e`` is
             ``references[(i + e) % len(references)]``, so every reference is learned.
     """
 
     def __init__(self, records: Sequence[Record], policy: BadRecordPolicy, source: str,
-                 images: Callable[[int], bytes | str] | None = None,
+                 images: Callable[[Any], bytes | str | None] | None = None,
                  rotate_targets: bool = False) -> None:
         self._blob, self._ends = _serialise(records)
         self.policy = policy

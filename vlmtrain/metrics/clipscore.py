@@ -22,6 +22,7 @@ from vlmtrain.metrics.functional.clipscore import (
     clip_score,
     clip_score_per_sample,
     load_clip,
+    single_images,
 )
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class CLIPScore(Metric):
         predictions: list[str],
         references: list[list[str]] | None = None,
         images: Sequence[ImageLike] | None = None,
+        ids: Sequence[object] | None = None,
     ) -> None:
         """Score a batch.
 
@@ -88,13 +90,19 @@ class CLIPScore(Metric):
             references: B lists of references, or None for reference-free CLIP-S only. Give
                 them for every batch or for none.
             images: B images (PIL, paths, or ``(C, H, W)`` uint8 / [0, 1] float tensors).
+            ids: B sample ids, to name a sample that cannot be scored.
+
+        Raises:
+            ValueError: a sample holds several images: CLIP-S is one caption against one image
+                (Hessel et al., 2021), and no number is made up for it.
         """
         if images is None:
             raise ValueError("CLIPScore.update(): pass the batch's images=[...] (one per caption)")
+        images = single_images(images, ids)  # before loading CLIP
         model, processor = self._model()
         clip_s, ref_s = clip_score_per_sample(images, predictions, references, model, processor,
                                               self.prefix, self.w, self.batch_size,
-                                              self._reference_cache, self._image_cache)
+                                              self._reference_cache, self._image_cache, ids)
         self.clip_scores.append(clip_s.to(self.device))
         if ref_s is not None:
             self.refclip_scores.append(ref_s.to(self.device))

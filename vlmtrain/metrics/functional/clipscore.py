@@ -8,6 +8,11 @@ For a candidate ``c`` of image ``v`` with references ``R`` (all embeddings L2-no
   mean ``2ab / (a + b)``. Only the image side is scaled by ``w``, in the paper and in the code;
 * corpus values are means of the per-sample scores.
 
+One caption, one image: a sample with several images (``Sample.image`` a tuple) has no CLIP-S
+-- a mean or a max over its images would be a number the paper never defines and no one could
+compare -- so it is refused with an error naming it (:func:`single_images`); a one-item tuple
+is its image.
+
 Details checked against the reference code:
 
 * every text, candidates AND references, is encoded as ``"A photo depicts " + text``: the repo's
@@ -189,6 +194,7 @@ def clip_score_per_sample(
     batch_size: int = 64,
     reference_cache: dict[str, Tensor] | None = None,
     image_cache: dict[tuple, Tensor] | None = None,
+    ids: Sequence[object] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Per-sample CLIP-S and RefCLIP-S (None without references), float32 ``(N,)`` each.
 
@@ -198,8 +204,9 @@ def clip_score_per_sample(
             every evaluation, and with 5 per image they are 5/6 of the text encoder's work.
             Only valid for one model and prefix (the metric class keeps one per instance).
         image_cache: the same for images (see :func:`clip_image_features`).
+        ids: name the samples in errors (see :func:`single_images`).
     """
-    _check(images, predictions, references)
+    images = _check(images, predictions, references, ids)
     image_feats = clip_image_features(model, processor, images, batch_size, image_cache)
     cand_feats = clip_text_features(model, processor, predictions, prefix, batch_size)
     clip_s = clipscore_from_features(image_feats, cand_feats, w)
@@ -225,7 +232,33 @@ def _cached_text_features(model, processor, texts: Sequence[str], prefix: str, b
     return torch.stack([cache[t] for t in texts])
 
 
-def _check(images, predictions, references) -> None:
+def single_images(images: Sequence[Any], ids: Sequence[object] | None = None) -> list[Any]:
+    """One image per sample: a one-item tuple or list becomes its image.
+
+    Args:
+        images: per sample an image, or a tuple / list of them (``Sample.image``).
+        ids: the samples' ids, to name a refused sample (default: its index).
+
+    Raises:
+        ValueError: a sample holds several images (or none): CLIP-S compares one caption with
+            one image, so it has no score (see the module docstring).
+    """
+    out = []
+    for i, image in enumerate(images):
+        if isinstance(image, (tuple, list)):
+            if len(image) != 1:
+                name = f"sample {ids[i]}" if ids is not None else f"images[{i}]"
+                raise ValueError(
+                    f"clipscore: {name} holds {len(image)} images, but CLIPScore scores one "
+                    "caption against one image (Hessel et al., 2021); drop clipscore from the "
+                    "metrics for multi-image data, or give each sample one image")
+            image = image[0]
+        out.append(image)
+    return out
+
+
+def _check(images, predictions, references, ids=None) -> list:
+    """The inputs' checks; returns :func:`single_images` of ``images``."""
     if len(images) != len(predictions):
         raise ValueError(f"clipscore: {len(images)} images but {len(predictions)} predictions")
     if len(predictions) == 0:
@@ -236,6 +269,7 @@ def _check(images, predictions, references) -> None:
                 raise ValueError(f"clipscore: predictions[{i}] must be a str")
     else:
         check_answer_inputs(predictions, references, "clipscore")
+    return single_images(images, ids)
 
 
 def clip_score(
@@ -249,6 +283,7 @@ def clip_score(
     w: float = W,
     model=None,
     processor=None,
+    ids: Sequence[object] | None = None,
 ) -> dict[str, float]:
     """Mean CLIP-S (and RefCLIP-S when references are given) over N image-caption pairs.
 
@@ -262,11 +297,12 @@ def clip_score(
         prefix: prepended to every text ("A photo depicts ", as the reference code).
         w: CLIP-S scale (2.5).
         model, processor: an already loaded pair (from :func:`load_clip`); overrides the above.
+        ids: the samples' ids, named when one is refused (several images per sample).
 
     Returns:
         ``{"clipscore": float}`` plus ``"refclipscore"`` when references are given.
     """
-    _check(images, predictions, references)  # before loading the model
+    images = _check(images, predictions, references, ids)  # before loading the model
     if model is None or processor is None:
         model, processor = load_clip(model_name_or_path, device)
     clip_s, ref_s = clip_score_per_sample(images, predictions, references, model, processor,
