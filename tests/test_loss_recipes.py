@@ -63,10 +63,17 @@ def test_kd_default_teacher_is_the_sft_stage(model, family):
     from vlmtrain.__main__ import register_recipes
     from vlmtrain.paths import config_dir
 
+    from omegaconf import OmegaConf
+
     register_recipes()
     with initialize_config_dir(str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=["+recipe=kd_vqa", f"model={model}", "seed=3"])
+        dpo = compose("train", overrides=["+recipe=dpo_vqa", f"model={model}_sft", "seed=3"])
     stage = cfg.teacher.name_or_path
+    # one cached stage serves both: the teacher is the student's architecture after full SFT,
+    # exactly the start model of the preference recipe
+    assert (OmegaConf.to_container(stage, resolve=True)
+            == OmegaConf.to_container(dpo.model.name_or_path, resolve=True))
     assert stage._target_ == "vlmtrain.models.stages.trained_by_recipe"
     assert (stage.recipe, stage.model, list(stage.overrides)) == ("sft_vqa", model, ["seed=3"])
     assert cfg.teacher.family._target_.endswith(family)
