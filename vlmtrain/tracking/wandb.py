@@ -53,9 +53,9 @@ def make_wandb_logger(mode: str = "auto", init_timeout: float = 30.0, **kwargs: 
     Online, the W&B run starts here, within ``init_timeout`` seconds. When W&B cannot be
     reached (network down, server unreachable, key refused) the run is logged offline instead,
     with one warning naming the ``wandb sync`` command, so a job does not fail for want of a
-    network (wandb's service start and retries add up to ~30 s to the timeout). Once a run has started, the
-    W&B service writes what is logged to disk first and retries the network itself (its
-    behaviour, not tested here): a connection lost mid-run costs the live view.
+    network (wandb's service start and retries add up to ~30 s to the timeout). Once a run has
+    started, the W&B service writes what is logged to disk first and retries the network itself
+    (its behaviour, not tested here): a connection lost mid-run costs the live view.
 
     Args:
         mode: ``auto`` | ``online`` | ``offline`` | ``disabled``.
