@@ -52,9 +52,10 @@ def make_wandb_logger(mode: str = "auto", init_timeout: float = 30.0, **kwargs: 
 
     Online, the W&B run starts here, within ``init_timeout`` seconds. When W&B cannot be
     reached (network down, server unreachable, key refused) the run is logged offline instead,
-    with one warning naming the ``wandb sync`` command: training never waits on or dies of the
-    network. Once started, the W&B service buffers what is logged on disk and keeps retrying,
-    so a connection lost mid-run costs nothing but the live view.
+    with one warning naming the ``wandb sync`` command, so a job does not fail for want of a
+    network (wandb's service start and retries add up to ~30 s to the timeout). Once a run has
+    started, the W&B service writes what is logged to disk first and retries the network itself
+    (its behaviour, not tested here): a connection lost mid-run costs the live view.
 
     Args:
         mode: ``auto`` | ``online`` | ``offline`` | ``disabled``.
@@ -71,7 +72,7 @@ def make_wandb_logger(mode: str = "auto", init_timeout: float = 30.0, **kwargs: 
         kwargs["group"] = kwargs.get("group") or group
     sync = f"`wandb sync {kwargs.get('save_dir') or '.'}/wandb/offline-run-*`"
     if resolved == "online":
-        logger = _start_online(WandbLogger, init_timeout, kwargs)
+        logger = _start_online(WandbLogger, init_timeout, kwargs, sync)
         if logger is not None:
             return logger
         resolved = "offline"
@@ -82,7 +83,8 @@ def make_wandb_logger(mode: str = "auto", init_timeout: float = 30.0, **kwargs: 
     return WandbLogger(mode=resolved, offline=resolved == "offline", **kwargs)
 
 
-def _start_online(logger_cls: Any, init_timeout: float, kwargs: dict[str, Any]) -> Any:
+def _start_online(logger_cls: Any, init_timeout: float, kwargs: dict[str, Any],
+                  sync: str) -> Any:
     """The online logger with its run started, or ``None`` (warned) when W&B is unreachable.
 
     Lightning starts the run lazily, inside ``fit``, where a failure ends training; starting it
@@ -97,8 +99,8 @@ def _start_online(logger_cls: Any, init_timeout: float, kwargs: dict[str, Any]) 
         return logger
     except wandb.errors.Error as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        log.warning("W&B unreachable (%s): logging offline instead; sync later with "
-                    "`wandb sync %s/wandb/offline-run-*`", reason, kwargs.get("save_dir") or ".")
+        log.warning("W&B unreachable (%s): logging offline instead; sync later with %s",
+                    reason, sync)
         return None
 
 
