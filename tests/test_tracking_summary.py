@@ -26,6 +26,8 @@ from vlmtrain.summary import checkpoint_report, is_count, logger_rows
 def test_counts_are_not_metrics():
     assert is_count("val/answer_tokens") and is_count("train/num_samples")
     assert not is_count("val/exact_match") and not is_count("train/tokens_per_sec")
+    # a per-group score whose group is named "count" (shapes question type) is a score
+    assert not is_count("val/exact_match/count") and not is_count("val/f1/num")
 
 
 def _trainer(callbacks, metrics, fast_dev_run=False):

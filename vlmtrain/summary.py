@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 # Per-batch counts the loss logs next to its metrics (``val/answer_tokens``): useful in the
-# logger's charts, meaningless as a final score.
-_COUNT = re.compile(r"(^|[/_])(n|num|count|tokens|samples)$")
+# logger's charts, meaningless as a final score. Only ``<stage>/<name>`` keys: in a per-group key
+# such as ``val/exact_match/count`` the last part names a question type, not a count.
+_COUNT = re.compile(r"^[^/]+/(?:[^/]*_)?(n|num|count|tokens|samples)$")
 
 
 def is_count(key: str) -> bool:

@@ -17,7 +17,7 @@ from vlmtrain.callbacks.generation_eval import GenerationEval
 from vlmtrain.callbacks.run_record import RunRecord
 from vlmtrain.eval_source import resolve_eval_source
 from vlmtrain.losses.base import needs_of
-from vlmtrain.summary import checkpoint_report, print_summary
+from vlmtrain.summary import checkpoint_report, is_count, print_summary
 from vlmtrain.tracking.wandb import redact
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             title="vlmtrain: run finished" if fit else "vlmtrain: evaluation finished",
         )
         if not fit:  # every digit, for scripts (the table above rounds)
-            print("metrics: " + json.dumps(metrics, sort_keys=True), flush=True)
+            scores = {k: v for k, v in metrics.items() if not is_count(k)}
+            print("metrics: " + json.dumps(scores, sort_keys=True), flush=True)
     return metrics
 
 
