@@ -102,7 +102,7 @@ class Spec:
     """How to build and feed one metric class."""
 
     module: str
-    data: str = "answers"  # "answers" or "captions"
+    data: str = "answers"  # "answers", "captions" or "embeddings" (image-text retrieval)
     group: str = "plain"  # one process group per group
     tol: float = 1e-9
     options: Callable[[Path], dict] = field(default=lambda _workdir: {})
@@ -128,6 +128,9 @@ SPECS: dict[str, Spec] = {
                       options=_minilm_options),
     "CLIPScore": Spec("vlmtrain.metrics.clipscore", data="captions", group="model", tol=1e-6,
                       options=_tiny_clip_options, prepare=_make_tiny_clip, images=True),
+    # each query ranks against the pairs of both ranks: recall changes if the gather drops one
+    "ImageTextRetrieval": Spec("vlmtrain.metrics.retrieval", data="embeddings", tol=1e-6,
+                               options=lambda _workdir: {"ks": (1, 3)}),
 }
 GROUP_MARKS = {"plain": [], "java": [pytest.mark.java, pytest.mark.slow],
                "model": [pytest.mark.slow]}
@@ -138,8 +141,23 @@ def _images(n: int) -> list[torch.Tensor]:
     return [torch.randint(0, 256, (3, 40, 48), generator=gen, dtype=torch.uint8) for _ in range(n)]
 
 
+def _embeddings(n: int = 11) -> dict[str, torch.Tensor]:
+    """Image-text pairs whose texts are noisy copies of their images (recall well above
+    chance, below 1), two of them sharing a caption group."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(n, 6, generator=gen)
+    texts = images + 1.2 * torch.randn(n, 6, generator=gen)
+    groups = torch.arange(n)
+    groups[5] = groups[2]
+    return {"image_emb": images, "text_emb": texts, "groups": groups}
+
+
 def _batches(spec: Spec, rank: int | None) -> list[dict]:
     """update() keyword batches: the whole set (rank None) or the rank's uneven shard."""
+    if spec.data == "embeddings":
+        pairs = _embeddings()
+        bounds = {None: [(0, 11)], 0: [(0, 1), (1, 4)], 1: [(4, 11)]}[rank]
+        return [{k: v[lo:hi] for k, v in pairs.items()} for lo, hi in bounds]
     samples = ANSWERS if spec.data == "answers" else CAPTIONS
     images = _images(len(samples))
     bounds = {None: [(0, len(samples))], 0: [(0, 1), (1, 4)], 1: [(4, len(samples))]}[rank]
