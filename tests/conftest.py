@@ -23,6 +23,15 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+@pytest.fixture(autouse=True)
+def _own_wandb_service() -> None:
+    # wandb keeps its service's address in os.environ (WANDB_SERVICE) once a test has used W&B
+    # in this process; a `python -m vlmtrain` started afterwards would share that service, and a
+    # run killed with SIGKILL would then stay registered there, so its resume fails with "run ID
+    # ... is in use". A user's fresh shell starts its own service: so does every test.
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 @pytest.fixture(scope="session")
 def tiny_qwen():
     from vlmtrain.models.families import Qwen2_5_VL

@@ -96,7 +96,9 @@ def test_several_images_train_and_generate(tiny_vlm):
         optim.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
-    out = model.eval().generate(**batch["gen"], max_new_tokens=3, do_sample=False)
+    # min_new_tokens: a tiny model that already ends its answers would stop early
+    out = model.eval().generate(**batch["gen"], max_new_tokens=3, min_new_tokens=3,
+                                do_sample=False)
     assert out.shape == (3, batch["gen"]["input_ids"].shape[1] + 3)
 
 
