@@ -3,6 +3,9 @@
     scripts/env.sh python scripts/bench_dpo.py                       # tiny Qwen2.5-VL (512 rows)
     scripts/env.sh python scripts/bench_dpo.py --embedding-rows 151936   # Qwen2.5-VL's vocabulary
 
+The two sides run alternately, ``--repeats`` times each (default 3), and their medians are
+compared: single runs on a shared 2-core machine vary by up to 30% from one process to the next.
+
 Each measurement runs in its own process (so peak RSS is that side's alone): a tiny Qwen2.5-VL
 with a LoRA adapter (r=16 on the language model), shapes preference pairs, AdamW. Printed:
 
@@ -156,8 +159,9 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--embedding-rows", type=int, default=None)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--cache-dir", default=None, help="reference cache (default: a temp folder)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per side, alternating; medians")
     p.add_argument("--side", choices=["vlmtrain", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)  # per run, made below
     p.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.side:
@@ -169,20 +173,39 @@ def main() -> None:
         return
     import tempfile
 
-    a.cache_dir = a.cache_dir or tempfile.mkdtemp(prefix="bench_dpo_cache_")
     rows = a.embedding_rows or 512
     print(f"tiny Qwen2.5-VL + LoRA r=16, {rows:,} embedding rows, {a.batch} pairs/step, "
           f"{a.steps} steps, {a.threads} threads, {a.image_size} px")
-    ours, trl = _child("vlmtrain", a, 1), _child("trl", a, 1)
+    # The sides run alternately, --repeats times each, and the medians are compared: on a
+    # shared machine one process can run 30% slower than the next for no reason of its own.
+    live = {"vlmtrain": [], "trl": []}
+    epochs = {"vlmtrain": [], "trl": []}
+    for _ in range(a.repeats):
+        for side in ("vlmtrain", "trl"):
+            live[side].append(_child(side, a, 1))
+    for _ in range(a.repeats):
+        # a fresh cache folder each time: every vlmtrain run pays for building its cache
+        a.cache_dir = tempfile.mkdtemp(prefix="bench_dpo_cache_")
+        for side in ("vlmtrain", "trl"):
+            epochs[side].append(_child(side, a, 2))
+    ours, trl = (_median(live[s], "s_per_step") for s in ("vlmtrain", "trl"))
     print(f"live reference  vlmtrain {ours['s_per_step']:.3f} s/step, peak RSS "
           f"{ours['peak_rss_mib']:.0f} MiB | TRL {trl['s_per_step']:.3f} s/step, peak RSS "
           f"{trl['peak_rss_mib']:.0f} MiB | time ratio {ours['s_per_step'] / trl['s_per_step']:.2f}"
           f" | RSS ratio {ours['peak_rss_mib'] / trl['peak_rss_mib']:.2f}")
-    ours2, trl2 = _child("vlmtrain", a, 2), _child("trl", a, 2)
+    print("  each run, s/step: vlmtrain " + " ".join(f"{r['s_per_step']:.3f}" for r in live["vlmtrain"])
+          + " | TRL " + " ".join(f"{r['s_per_step']:.3f}" for r in live["trl"]))
+    ours2, trl2 = (_median(epochs[s], "total_s") for s in ("vlmtrain", "trl"))
     print(f"two epochs      vlmtrain cached reference {ours2['total_s']:.1f} s (cache build "
           f"included) | TRL live reference {trl2['total_s']:.1f} s | ratio "
           f"{ours2['total_s'] / trl2['total_s']:.2f}")
+    print("  each run, s: vlmtrain " + " ".join(f"{r['total_s']:.1f}" for r in epochs["vlmtrain"])
+          + " | TRL " + " ".join(f"{r['total_s']:.1f}" for r in epochs["trl"]))
 
+
+def _median(runs: list[dict], key: str) -> dict:
+    """The run whose ``key`` is the median (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r[key])[(len(runs) - 1) // 2]
 
 if __name__ == "__main__":
     main()

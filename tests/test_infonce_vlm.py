@@ -198,3 +198,15 @@ def test_align_recipe_trains_projector_and_heads_only(tmp_path):
     assert len(val_loss) == len(r5) == 2
     assert val_loss[1] < val_loss[0] < math.log(128)
     assert r5[1] > r5[0] and r5[1] > 3 * 5 / 128, r5
+
+
+def test_batch_transfer_moves_tensors_and_leaves_meta_alone(tiny_qwen):
+    from vlmtrain.module import VLMModule
+
+    module = VLMModule(tiny_qwen, InfoNCELoss(dim=8), optimizer=torch.optim.AdamW)
+    batch = ImageTextCollator(tiny_qwen.processor, tiny_qwen.family)(_captions(2))
+    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved["meta"] is batch["meta"]  # strings and PIL images: not walked, not copied
+    assert moved["text"]["input_ids"].device.type == "meta"
+    assert all(v.device.type == "meta" for v in moved["inputs"].values())
+    assert module.transfer_batch_to_device(None, torch.device("cpu"), 0) is None

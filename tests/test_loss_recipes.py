@@ -78,3 +78,18 @@ def test_kd_default_teacher_is_the_sft_stage(model, family):
     assert (stage.recipe, stage.model, list(stage.overrides)) == ("sft_vqa", model, ["seed=3"])
     assert cfg.teacher.family._target_.endswith(family)
     assert cfg.trainer.max_steps == 1100 and cfg.loss._target_.endswith("DistillationLoss")
+
+
+def test_logged_rows_follow_log_every_n_steps(tmp_path):
+    """Statistics of steps the loggers do not write are not computed into Lightning's results
+    (a per-value cost on every step); the rows that are written hold all of them."""
+    result = run_vlmtrain("+recipe=focal_vqa", f"hydra.run.dir={tmp_path}", "logger=csv",
+                          "trainer.max_steps=12", "trainer.val_check_interval=12",
+                          "trainer.log_every_n_steps=5", "data.batch_size=8", "data.val.size=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "csv" / "version_0" / "metrics.csv").open()))
+    train = [r for r in rows if r.get("train/loss")]
+    assert [int(r["step"]) for r in train] == [4, 9]
+    for row in train:
+        for key in ("train/ce", "train/token_accuracy", "train/lr", "train/tokens_per_sec"):
+            assert row.get(key), (key, row)

@@ -26,6 +26,9 @@ class TokenThroughput(L.Callback):
                            batch: Any, batch_idx: int) -> None:
         if batch is None:  # a batch of skipped bad records: no step was taken
             return
+        written = getattr(pl_module, "logs_written_this_step", None)
+        if written is not None and not written():  # not written anyway (see VLMModule)
+            return
         elapsed = time.perf_counter() - self._start
         # every token sequence of the batch: the model inputs, and the captions of an image-text
         # batch (whose ``inputs`` hold images only)
