@@ -201,12 +201,12 @@ def test_align_recipe_trains_projector_and_heads_only(tmp_path):
 
 
 def test_batch_transfer_moves_tensors_and_leaves_meta_alone(tiny_qwen):
-    from vlmtrain.module import VLMModule
-
-    module = VLMModule(tiny_qwen, InfoNCELoss(dim=8), optimizer=torch.optim.AdamW)
-    batch = ImageTextCollator(tiny_qwen.processor, tiny_qwen.family)(_captions(2))
-    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    data = ShapesDataset("caption", "train", size=2, image_size=48)
+    dm = VLMDataModule(data, None, processor=tiny_qwen.processor, family=tiny_qwen.family,
+                       collator=ImageTextCollator)
+    batch = dm.train_collator(_captions(2))
+    moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
     assert moved["meta"] is batch["meta"]  # strings and PIL images: not walked, not copied
     assert moved["text"]["input_ids"].device.type == "meta"
     assert all(v.device.type == "meta" for v in moved["inputs"].values())
-    assert module.transfer_batch_to_device(None, torch.device("cpu"), 0) is None
+    assert dm.transfer_batch_to_device(None, torch.device("cpu"), 0) is None

@@ -152,6 +152,20 @@ class VLMDataModule(L.LightningDataModule):
         # handed back before the train loader is built: a resumed epoch skips what was trained
         self._resume_position = state
 
+    def transfer_batch_to_device(self, batch: Any, device: Any, dataloader_idx: int) -> Any:
+        """Move the batch's tensor parts to ``device``; ``meta`` stays where it is.
+
+        ``meta`` holds strings, reference lists and PIL images: Lightning's default walks every
+        element of it on every step (~10 ms a step for 8 preference pairs on CPU, 1/8 of a tiny
+        model's step) to move nothing. Defined here, on the datamodule that makes the batches,
+        so Lightning uses it without a warning.
+        """
+        if batch is None:  # every sample of the batch was skipped as bad
+            return None
+        move = super().transfer_batch_to_device
+        return {key: value if key == "meta" else move(value, device, dataloader_idx)
+                for key, value in batch.items()}
+
     def train_dataloader(self) -> DataLoader:
         trainer = getattr(self, "trainer", None)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
