@@ -63,7 +63,7 @@ def test_sample_table_scores_a_hand_checked_row_and_keeps_its_ids():
 def test_grouped_metrics_hand_worked():
     # exact match per question type: colour 1 of 2 right, shape 1 of 1, count 0 of 1
     grouped = GroupedMetrics({"squad": SquadMatch()}, "qtype")
-    feed = lambda m, p, r, images: m.update(p, r)  # noqa: E731
+    feed = lambda m, p, r, images, ids: m.update(p, r)  # noqa: E731
     grouped.update(_meta(["1", "2", "3"], [["red"], ["blue"], ["circle"]],
                          ["colour", "colour", "shape"]), ["red", "green", "circle"], feed)
     grouped.update(_meta(["4"], [["3"]], ["count"]), ["two"], feed)
@@ -88,7 +88,7 @@ def _grouped_rank(rank: int, workdir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{workdir}/pg", rank=rank, world_size=2)
     try:
         grouped = GroupedMetrics({"squad": SquadMatch()}, "qtype")
-        feed = lambda m, p, r, images: m.update(p, r)  # noqa: E731
+        feed = lambda m, p, r, images, ids: m.update(p, r)  # noqa: E731
         if rank == 0:  # colour: 1 of 2 right; rank 1 never sees a colour question
             grouped.update(_meta(["1", "2"], [["red"], ["blue"]], ["colour", "colour"]),
                            ["red", "green"], feed)

@@ -80,21 +80,23 @@ class GroupedMetrics:
         """Update each group's metrics with that group's samples of the batch.
 
         Args:
-            meta: the batch's ``meta`` (``sample_meta``, ``references``, ``images``).
+            meta: the batch's ``meta`` (``sample_meta``, ``references``, ``images``, ``ids``).
             predictions: one generated text per sample.
-            update: ``update(metric, predictions, references, images)``, the callback's own way
-                of feeding a metric (so image-taking metrics get their images here too).
+            update: ``update(metric, predictions, references, images, ids)``, the callback's own
+                way of feeding a metric (image-taking metrics get their images and the ids that
+                name a sample they refuse, here as for the whole split).
         """
         members: dict[str, list[int]] = {}
         for i, groups in enumerate(sample_groups(meta.get("sample_meta"), self.key)):
             for g in groups:
                 members.setdefault(g, []).append(i)
-        images = meta.get("images")
+        images, ids = meta.get("images"), meta.get("ids")
         for g, idx in members.items():
             for metric in self._group(g).values():
                 update(metric, [predictions[i] for i in idx],
                        [meta["references"][i] for i in idx],
-                       [images[i] for i in idx] if images is not None else None)
+                       [images[i] for i in idx] if images is not None else None,
+                       [ids[i] for i in idx] if ids is not None else None)
 
     def compute(self) -> dict[str, Tensor]:
         """``{"<metric key>/<group>": value}`` for every group seen on any rank."""
